@@ -1,0 +1,1 @@
+"""Reasoning benchmarks scored across low / medium / high effort."""

@@ -1,0 +1,56 @@
+"""The one protocol every tool implements: what the model is told, and how a call is answered.
+
+A tool owns one harmony namespace (`python`, `browser`, `functions`). The agent loop finds
+the tool whose namespace matches a message's recipient, awaits `call(message)` and appends
+the returned tool messages to the conversation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from agent.harmony import Author, Message, Role, TextContent, ToolNamespaceConfig
+
+
+class ToolError(Exception):
+    """A call the tool cannot carry out; its text is sent back to the model as the result."""
+
+
+class Tool(ABC):
+    """Base class for tools. Subclasses set `name` and implement `namespace` and `call`."""
+
+    name: str
+    # Builtin namespaces (browser, python) are declared in the system message; user
+    # function namespaces in the developer message.
+    in_system_message: bool = True
+
+    @abstractmethod
+    def namespace(self) -> ToolNamespaceConfig:
+        """The namespace config rendered into the prompt, stating the tool's real behaviour."""
+
+    @abstractmethod
+    async def call(self, message: Message) -> list[Message]:
+        """Execute the assistant message addressed to this tool; return the tool message(s)."""
+
+    def handles(self, recipient: str) -> bool:
+        """Whether a message with this recipient (`python`, `browser.open`, ...) is ours."""
+        return recipient == self.name or recipient.startswith(self.name + ".")
+
+    async def aclose(self) -> None:
+        """Release what the tool holds (containers, connections). Safe to call twice."""
+
+    async def __aenter__(self) -> Tool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def tool_message(call: Message, text: str, author_name: str | None = None) -> Message:
+    """The answer to `call`: authored by the tool, to the assistant, on the call's channel."""
+    return Message(
+        author=Author(role=Role.TOOL, name=author_name or call.recipient),
+        content=[TextContent(text=text)],
+        channel=call.channel,
+        recipient="assistant",
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from enum import Enum
-from typing import AbstractSet, Literal
+from typing import Literal
 
 from agent.harmony.chat import (
     Conversation,

@@ -19,7 +19,7 @@ _OBJECT_INDENT = "    "
 
 
 def lines(text: str) -> list[str]:
-    """Split like Rust's `str::lines`: on `\\n`, dropping one trailing `\\r` and a final empty line."""
+    """Split like Rust's `str::lines`: on newlines, dropping `\\r` and a final empty line."""
     parts = text.split("\n")
     if parts[-1] == "":
         parts.pop()

@@ -1,0 +1,31 @@
+"""Fixtures for real resources shared across the suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import agent.harmony
+
+# The oracle (openai-harmony) downloads its vocabulary unless told where a copy is: point it
+# at the one we ship, so the differential tests run offline.
+os.environ.setdefault("TIKTOKEN_ENCODINGS_BASE", str(Path(agent.harmony.__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client of the local Docker engine. Outside CI, tests that need one are skipped when
+    no engine answers; in CI (CI=true) that is a failure, since .ci/install starts one."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means the same
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide a Docker engine (.ci/install starts one): {exc}")
+        pytest.skip(f"needs a Docker engine (run .ci/install to start one): {exc}")
+    yield client
+    client.close()

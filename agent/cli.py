@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from runtime.cli import model_app
+
 app = typer.Typer(
     name="oss-agent",
     help="Run gpt-oss models as tool-using agents.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(model_app, name="model")
 
 
 @app.command()

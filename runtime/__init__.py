@@ -1,0 +1,56 @@
+"""Where tokens come from: the bundled gpt-oss engine and remote engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from runtime.checkpoint import Checkpoint, CheckpointError
+from runtime.config import ConfigError, ModelConfig
+from runtime.engine import Engine, GenerationStats
+from runtime.generate import LocalModel
+from runtime.load import build
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "Engine",
+    "GenerationStats",
+    "LocalModel",
+    "ModelConfig",
+    "load_model",
+]
+
+
+def load_model(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    *,
+    compile: bool | None = None,
+    max_context: int | None = None,
+    expert_cache_gb: float | None = None,
+) -> LocalModel:
+    """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected).
+
+    Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
+    steps under torch.compile with a static cache of `max_context` positions. On the CPU,
+    `expert_cache_gb` (default 2) keeps recently unpacked experts.
+    """
+    device = torch.device(device)
+    dtype = dtype or torch.bfloat16
+    if compile is None:
+        compile = device.type == "cuda"
+    if max_context is None and compile:
+        max_context = 16384
+    if expert_cache_gb is None:
+        expert_cache_gb = 2.0 if device.type == "cpu" else 0.0
+    checkpoint = Checkpoint(path)
+    return LocalModel(
+        build(checkpoint, dtype, device),
+        static=device.type == "cuda",
+        compile=compile,
+        max_context=max_context,
+        expert_cache_bytes=int(expert_cache_gb * 2**30),
+    )

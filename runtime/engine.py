@@ -1,0 +1,45 @@
+"""The interface every token source implements: the bundled model and remote engines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class GenerationStats:
+    """What one generate call cost. `reused` prompt tokens came from the KV cache of
+    earlier calls; only `prefilled` ones were run through the model."""
+
+    prompt_tokens: int = 0
+    prefilled: int = 0
+    reused: int = 0
+    generated: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+
+    @property
+    def prefill_tokens_per_second(self) -> float:
+        return self.prefilled / self.prefill_seconds if self.prefill_seconds else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        # The first token comes from the prefill's logits; each later one costs a decode step.
+        steps = max(self.generated - 1, 0)
+        return steps / self.decode_seconds if self.decode_seconds else 0.0
+
+
+class Engine(Protocol):
+    def generate(
+        self,
+        tokens: Sequence[int],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_tokens: Iterable[int] = (),
+    ) -> Iterator[int]:
+        """Stream new token ids after `tokens`; a stop token is yielded, then generation ends."""
+        ...

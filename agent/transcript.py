@@ -1,0 +1,99 @@
+"""Sessions on disk: the harmony conversation (openai-harmony's JSON form) plus what the
+agent needs to continue it and what each run cost.
+
+    {"format": "oss-agent-transcript", "version": 1, "model": ..., "reasoning_effort": ...,
+     "instructions": ..., "conversation_start_date": ..., "conversation": {...},
+     "runs": [{...RunResult fields..., "message_count": n}, ...]}
+
+`conversation` is loadable on its own with `Conversation.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.harmony import Conversation, Role
+from agent.result import RunResult
+
+if TYPE_CHECKING:
+    from agent.engine import Engine
+    from agent.loop import Agent
+    from tools.base import Tool
+
+FORMAT = "oss-agent-transcript"
+VERSION = 1
+
+
+class TranscriptError(ValueError):
+    """A file that is not an oss-agent transcript this version can read."""
+
+
+def save_transcript(agent: Agent, path: str | Path) -> Path:
+    """Write `agent`'s session to `path` (JSON); returns the path."""
+    header = len(agent.header_messages())
+    runs = [
+        {**r.model_dump(mode="json"), "message_count": len(r.conversation.messages) - header}
+        for r in agent.results
+    ]
+    data = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": agent.model_name,
+        "reasoning_effort": agent.reasoning_effort.value.lower(),
+        "instructions": agent.instructions,
+        "conversation_start_date": agent.conversation_start_date,
+        "conversation": agent.conversation.to_dict(),
+        "runs": runs,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_transcript(path: str | Path) -> dict[str, Any]:
+    """The transcript's JSON, checked for format and version."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TranscriptError(f"cannot read transcript {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise TranscriptError(f"{path} is not an oss-agent transcript (no format {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise TranscriptError(
+            f"{path} is transcript version {data.get('version')}; this oss-agent reads "
+            f"version {VERSION}"
+        )
+    return data
+
+
+def load_transcript(
+    path: str | Path, model: Engine | str, tools: Sequence[Tool] = (), **kwargs: Any
+) -> Agent:
+    """An agent continuing the saved session. Settings come from the file unless given in
+    `kwargs`; the system and developer messages are rebuilt from the current tools."""
+    from agent.loop import Agent
+
+    data = read_transcript(path)
+    settings = {
+        "instructions": data.get("instructions"),
+        "reasoning_effort": data.get("reasoning_effort", "medium"),
+        "conversation_start_date": data.get("conversation_start_date"),
+    }
+    agent = Agent(model=model, tools=tools, **{**settings, **kwargs})
+    conversation = Conversation.from_json(json.dumps(data["conversation"]))
+    body = [m for m in conversation.messages if m.author.role not in (Role.SYSTEM, Role.DEVELOPER)]
+    agent.messages.extend(body)
+    header = agent.header_messages()
+    start = 0
+    for run in data.get("runs", []):
+        count = run.pop("message_count")
+        messages = header + body[start : start + count]
+        agent.results.append(
+            RunResult.model_validate({**run, "conversation": Conversation(messages=messages)})
+        )
+        start += count
+    return agent

@@ -16,7 +16,6 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Agent": "agent.loop",
-    "Engine": "agent.engine",
     "RunResult": "agent.result",
     "StopReason": "agent.result",
     "ToolCall": "agent.result",
@@ -25,11 +24,10 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from agent.engine import Engine
     from agent.loop import Agent
     from agent.result import RunResult, StopReason, ToolCall, TurnStats, Usage
 
-__all__ = ["Agent", "Engine", "RunResult", "StopReason", "ToolCall", "TurnStats", "Usage"]
+__all__ = ["Agent", "RunResult", "StopReason", "ToolCall", "TurnStats", "Usage"]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,9 +14,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.engine import Engine, engine_stats
 from agent.events import (
     AnswerDelta,
     CommentaryDelta,
@@ -45,6 +44,9 @@ from agent.harmony import (
 )
 from agent.result import RunResult, StopReason, ToolCall, TurnStats, Usage
 from tools.base import Tool, ToolError, tool_message
+
+if TYPE_CHECKING:
+    from runtime.engine import Engine
 
 Effort = Literal["low", "medium", "high"]
 
@@ -271,8 +273,11 @@ class Agent:
             tokens.close()
         parser.process_eos()
         stats.generate_seconds = time.monotonic() - started
-        engine = engine_stats(self.engine)
-        usage.prefilled_tokens, usage.reused_tokens = engine.prefilled_tokens, engine.reused_tokens
+        # Engines that keep a KV cache say how much of the prompt they reused
+        # (runtime.engine.GenerationStats); others report nothing.
+        engine_stats = getattr(self.engine, "last_stats", None)
+        usage.prefilled_tokens = getattr(engine_stats, "prefilled", None)
+        usage.reused_tokens = getattr(engine_stats, "reused", None)
         stats.recoveries = [str(r) for r in parser.recoveries]
         self.messages.extend(parser.messages)
         for message in parser.messages:

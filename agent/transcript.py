@@ -19,8 +19,8 @@ from agent.harmony import Conversation, Role
 from agent.result import RunResult
 
 if TYPE_CHECKING:
-    from agent.engine import Engine
     from agent.loop import Agent
+    from runtime.engine import Engine
     from tools.base import Tool
 
 FORMAT = "oss-agent-transcript"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from scripted_engine import ENC, ScriptedEngine, analysis, call, final, raw, sampled
@@ -344,7 +345,8 @@ def test_context_managers_close_tools() -> None:
 def test_engine_stats_reported_as_prefilled_and_reused() -> None:
     class Caching(ScriptedEngine):
         def generate(self, tokens, **options):
-            self.last_stats = {"prefilled_tokens": 4, "reused_tokens": len(tokens) - 4}
+            # The shape of runtime.engine.GenerationStats.
+            self.last_stats = SimpleNamespace(prefilled=4, reused=len(tokens) - 4)
             return super().generate(tokens, **options)
 
     engine = Caching([sampled(final("a"))])

@@ -34,6 +34,7 @@ LINE_WIDTH = 80
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 JSON_TYPES = frozenset({"application/json", "text/json"})
 PDF_TYPES = frozenset({"application/pdf"})
+MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown"})
 # Elements whose content is never page text.
 _DROPPED_TAGS = ("script", "style", "noscript", "template", "svg", "canvas", "iframe", "head")
 _LINK_SCHEMES = ("http", "https", "file")
@@ -291,7 +292,9 @@ def render(raw: RawResponse) -> Page:
     if media in HTML_TYPES:
         return html_to_page(decode_text(raw, html_page=True), raw.url)
     if media.startswith("text/"):
-        return text_to_page(decode_text(raw, html_page=False), raw.url)
+        text = decode_text(raw, html_page=False)
+        heading = re.search(r"(?m)^# +(.+)$", text) if media in MARKDOWN_TYPES else None
+        return text_to_page(text, raw.url, title=heading.group(1).strip() if heading else None)
     raise unsupported(raw.url, media)
 
 

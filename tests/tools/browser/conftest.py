@@ -141,6 +141,12 @@ CAFE_CP1252 = (
 ).encode("cp1252")
 
 
+PANGRAM_RU = (
+    "Съешь же ещё этих мягких французских булок, да выпей чаю. Широкая электрификация "
+    "южных губерний даст мощный толчок подъёму сельского хозяйства. "
+) * 2
+
+
 def _html(title: str, body: str) -> bytes:
     return f"<html><head><title>{title}</title></head><body>{body}</body></html>".encode()
 
@@ -194,7 +200,7 @@ def site_app(port_holder: dict[str, int]) -> App:
             body = _html("Grüße", "<p>Grüße aus Köln, schöne Straße.</p>")
             return 200, {"Content-Type": "text/html; charset=iso-8859-1"}, body
         if path == "/undeclared.txt":
-            return 200, {"Content-Type": "text/plain"}, CAFE_CP1252
+            return 200, {"Content-Type": "text/plain"}, PANGRAM_RU.encode("koi8_r")
         if path == "/doc.pdf":
             return 200, {"Content-Type": "application/pdf"}, minimal_pdf("Hello PDF world")
         if path == "/data.json":

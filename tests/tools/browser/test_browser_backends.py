@@ -157,7 +157,7 @@ def test_api_errors_are_tool_errors_with_a_hint(serve):
         return (401, {}, b"no") if request.path == "/search" else (503, {}, b"busy")
 
     server = serve(app)
-    with pytest.raises(SearchError, match="refused the request.*EXA_API_KEY"):
+    with pytest.raises(SearchError, match=r"refused the request.*EXA_API_KEY"):
         search(ExaBackend(api_key="bad", base_url=server.url), "q", 1)
     with pytest.raises(SearchError, match="HTTP 503"):
         search(YouBackend(api_key="k", base_url=server.url, backoff=0.01), "q", 1)
@@ -168,7 +168,7 @@ def test_api_errors_are_tool_errors_with_a_hint(serve):
 def corpus(tmp_path):
     (tmp_path / "guide.html").write_text(
         "<html><head><title>Harmony guide</title></head><body><h1>Channels</h1>"
-        "<p>The analysis channel holds reasoning. See <a href='tools.md'>tools</a>.</p>"
+        "<p>The analysis channel holds reasoning. See <a href='sub/tools.md'>tools</a>.</p>"
         "</body></html>"
     )
     (tmp_path / "sub").mkdir()
@@ -212,7 +212,8 @@ def test_local_index_serves_pages_and_persists(corpus, tmp_path):
     page = asyncio.run(index.fetch("https://wiki.example/moe"))
     assert page.title == "Mixture of experts" and page.lines == ["Experts route."]
     guide = asyncio.run(index.fetch((corpus / "guide.html").resolve().as_uri()))
-    assert guide.links[0].url == (corpus / "tools.md").resolve().as_uri()
+    assert guide.links[0].url == (corpus / "sub" / "tools.md").resolve().as_uri()
+    assert asyncio.run(index.fetch(guide.links[0].url)).title == "Tools"
     assert asyncio.run(index.fetch("https://elsewhere.example/")) is None
 
 

@@ -313,11 +313,11 @@ def search_results_page(query: str, results: list[SearchResult], source: str) ->
     shown as text rather than interpreted.
     """
     items = "".join(
-        f'<li><p><a href="{html.escape(r.url, quote=True)}">{html.escape(r.title or r.url)}</a>'
-        f"</p><p>{html.escape(r.snippet)}</p></li>"
+        f'<p><a href="{html.escape(r.url, quote=True)}">{html.escape(r.title or r.url)}</a>'
+        f"<br>{html.escape(r.snippet)}</p>"
         for r in results
     )
-    body = f"<ul>{items}</ul>" if results else "<p>No results.</p>"
+    body = items or "<p>No results.</p>"
     title = f"Search results for `{query}`"
     markup = f"<html><head><title>{html.escape(title)}</title></head><body>{body}</body></html>"
     return html_to_page(markup, f"search:{source}?q={quote(query)}")

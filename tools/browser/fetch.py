@@ -21,7 +21,7 @@ import httpx
 
 from tools.base import ToolError
 from tools.browser.guard import EgressGuard
-from tools.browser.page import RawResponse, is_supported, unsupported
+from tools.browser.page import RawResponse, is_supported, media_type_of, unsupported
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "oss-agent-browser/0.1 (+https://github.com/openai/gpt-oss)"
@@ -147,8 +147,7 @@ def _too_large(url: str, max_bytes: int, detail: str) -> str:
 
 
 def _wants_body(status: int, headers: Mapping[str, str]) -> bool:
-    media = RawResponse("", status, dict(headers), b"").media_type
-    return 200 <= status < 300 and is_supported(media)
+    return 200 <= status < 300 and is_supported(media_type_of(headers.get("content-type", "")))
 
 
 class Fetcher:

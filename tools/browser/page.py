@@ -62,7 +62,7 @@ class RawResponse:
     @property
     def media_type(self) -> str:
         """The Content-Type without parameters, lower case ('' when absent)."""
-        return _parse_content_type(self.headers.get("content-type", ""))[0]
+        return media_type_of(self.headers.get("content-type", ""))
 
     @property
     def charset(self) -> str | None:
@@ -95,6 +95,11 @@ def _parse_content_type(value: str) -> tuple[str, str | None]:
     media = parser.get_content_type() if value else ""
     charset = parser.get_param("charset")
     return media, charset.strip().lower() if isinstance(charset, str) else None
+
+
+def media_type_of(content_type: str) -> str:
+    """The media type of a Content-Type header value, lower case ('' when absent)."""
+    return _parse_content_type(content_type)[0]
 
 
 def is_supported(media_type: str) -> bool:

@@ -224,11 +224,19 @@ class Agent:
         """Sample one assistant turn, yielding deltas; sets `run.stop_reason` when the run
         ends here and fills `calls` with the tool calls to make."""
         prompt = self.prompt_tokens()
+        # Engines with a fixed context (the local model's `max_context`) get no more than fits.
+        room = getattr(self.engine, "max_context", None)
+        max_tokens = self.max_tokens_per_turn
+        if isinstance(room, int):
+            max_tokens = min(max_tokens, room - len(prompt))
         parser = StreamableParser(self.encoding, Role.ASSISTANT, strict=False)
         stops = self.encoding.stop_tokens_for_assistant_actions()
         usage = Usage(prompt_tokens=len(prompt))
         stats = TurnStats(turn=turn, usage=usage)
         run.turns.append(stats)
+        if max_tokens <= 0:
+            run.stop_reason = "context_full"
+            return
         started = time.monotonic()
         last_token: int | None = None
         call_ids: list[str] = []
@@ -237,14 +245,14 @@ class Agent:
         tokens = _TokenStream(
             self.engine,
             prompt,
-            max_tokens=self.max_tokens_per_turn,
+            max_tokens=max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
             seed=seed,
             stop_tokens=stops,
         )
         try:
-            while usage.completion_tokens < self.max_tokens_per_turn:
+            while usage.completion_tokens < max_tokens:
                 token = await tokens.next(_remaining(deadline))
                 if token is None:
                     break

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, computed_field
 from agent.harmony import Conversation
 
 # Why a run ended: a final answer, or the limit / failure that cut it short.
-StopReason = Literal["final", "max_turns", "max_tokens", "timeout", "error"]
+StopReason = Literal["final", "max_turns", "max_tokens", "context_full", "timeout", "error"]
 
 
 def _add_optional(a: int | None, b: int | None) -> int | None:

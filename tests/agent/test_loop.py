@@ -230,6 +230,21 @@ def test_max_tokens_enforced_even_if_engine_ignores_it() -> None:
     assert (result.stop_reason, result.usage.completion_tokens) == ("max_tokens", 20)
 
 
+def test_engine_context_bounds_each_turn() -> None:
+    class Bounded(ScriptedEngine):
+        max_context = 0  # set below, once the prompt length is known
+
+    call_turn = sampled(call("functions.add", '{"a": 1, "b": 1}'))
+    engine = Bounded([call_turn, sampled(final("2"))])
+    agent = Agent(engine, tools=[add], max_tokens_per_turn=1000)
+    user = ENC.render(Message.from_role_and_content(Role.USER, "1+1?"))
+    engine.max_context = len(agent.prompt_tokens()) + len(user) + len(call_turn) + 2
+    result = agent.run("1+1?")
+    assert engine.options[0]["max_tokens"] == len(call_turn) + 2
+    # The tool result filled the context: the run stops instead of asking for no tokens.
+    assert result.stop_reason == "context_full" and len(engine.prompts) == 1
+
+
 def test_wall_time_limit_during_generation() -> None:
     engine = ScriptedEngine([sampled(analysis("word " * 200), final("late"))], delay=0.01)
     started = time.monotonic()

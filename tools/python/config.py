@@ -1,0 +1,41 @@
+"""Every limit of the python sandbox in one place, so a caller can loosen or tighten any of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class SandboxConfig(BaseModel):
+    """How a python session runs. The defaults are the strict, offline sandbox."""
+
+    backend: Literal["docker", "local"] = Field(
+        "docker", description="`local` runs the kernel on the host, unsandboxed."
+    )
+    image: str | None = Field(
+        None, description="Image to run; default: the package's Dockerfile, built when missing."
+    )
+    timeout: float = Field(120.0, gt=0, description="Seconds one execution may run.")
+    interrupt_grace: float = Field(
+        2.0, gt=0, description="Seconds an interrupted execution gets to stop before a restart."
+    )
+    startup_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a new kernel.")
+    max_output_chars: int = Field(16_000, gt=0, description="Output kept per execution.")
+    network: bool = Field(False, description="Give the sandbox network access (opt-in).")
+    memory: str = Field("512m", description="Memory limit (docker syntax), swap included.")
+    cpus: float = Field(1.0, gt=0, description="CPU quota in cores.")
+    pids_limit: int = Field(128, gt=0, description="Processes and threads the sandbox may hold.")
+    tmpfs_size: str = Field("64m", description="Size of the in-memory /tmp.")
+    tmp_noexec: bool = Field(True, description="Mount /tmp noexec.")
+    read_only: bool = Field(True, description="Mount the image's filesystem read-only.")
+    user: str | None = Field(
+        None,
+        description="uid:gid in the sandbox; default: the host's own ids, or 65534:65534 "
+        "(nobody) when the host runs as root.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Host folder shown as /mnt/data; default: a fresh folder removed on close.",
+    )

@@ -1,0 +1,165 @@
+"""Talking to one running kernel with jupyter_client: run code, collect what the model sees.
+
+Only the client's plain (synchronous) channel calls are used, so a session may call in from
+any thread (one at a time), and a poll interval lets the caller notice a dead kernel.
+"""
+
+from __future__ import annotations
+
+import base64
+import queue
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from jupyter_client import BlockingKernelClient
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_POLL = 0.05  # seconds between checks that the kernel still lives while waiting
+_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
+
+
+# done: the kernel went idle; timeout: still running when we stopped waiting; died: it is gone.
+Status = Literal["done", "timeout", "died"]
+
+
+class KernelDied(Exception):
+    """The kernel process went away while we waited for it to start."""
+
+
+@dataclass
+class Output:
+    """What one execution printed, kept up to `limit` characters."""
+
+    limit: int
+    error: str | None = None  # the exception's name, if the code raised one
+    parts: list[str] = field(default_factory=list)
+    kept: int = 0
+    dropped: int = 0
+
+    def add(self, text: str) -> None:
+        room = self.limit - self.kept
+        if len(text) > room:
+            self.dropped += len(text) - max(room, 0)
+            text = text[: max(room, 0)]
+        if text:
+            self.parts.append(text)
+            self.kept += len(text)
+
+    def text(self) -> str:
+        out = "".join(self.parts)
+        if self.dropped:
+            out += (
+                f"\n[output truncated: {self.dropped} more characters not shown; print less, "
+                "or write large results to a file]"
+            )
+        return out
+
+
+@dataclass
+class Result:
+    """The outcome of `Kernel.execute`: how waiting ended, and what was printed until then."""
+
+    msg_id: str
+    output: Output
+    status: Status
+
+
+class Kernel:
+    """A connected client of one kernel."""
+
+    def __init__(self, connection_info: dict[str, Any], save_file: Callable[[str, bytes], str]):
+        """`save_file(extension, data)` stores an image and returns the path to mention."""
+        self._client = BlockingKernelClient()
+        self._client.load_connection_info(connection_info)
+        self._client.start_channels(stdin=False, hb=False)
+        self._save_file = save_file
+
+    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
+        """Block until the kernel answers on shell and iopub (a SUB socket drops what is
+        published before it is connected, so iopub must be seen working too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not alive():
+                raise KernelDied
+            msg_id = self._client.kernel_info()
+            try:
+                self._wait_reply(msg_id, min(1.0, deadline - time.monotonic()), alive)
+                self._client.iopub_channel.get_msg(timeout=0.2)
+            except (queue.Empty, TimeoutError):
+                continue
+            self._drain()
+            return
+        raise TimeoutError(f"the kernel did not answer within {timeout} s")
+
+    def execute(
+        self, code: str, timeout: float, max_chars: int, alive: Callable[[], bool]
+    ) -> Result:
+        """Run `code`; stop waiting after `timeout` s (the code may still be running)."""
+        self._drain()
+        msg_id = self._client.execute(code, store_history=True, allow_stdin=False)
+        output = Output(max_chars)
+        return Result(msg_id, output, self.collect(msg_id, output, timeout, alive))
+
+    def collect(
+        self, msg_id: str, output: Output, timeout: float, alive: Callable[[], bool]
+    ) -> Status:
+        """Add `msg_id`'s outputs to `output` until the kernel is idle, dies, or `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = self._client.iopub_channel.get_msg(timeout=min(remaining, _POLL))
+            except queue.Empty:
+                if not alive():
+                    return "died"
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content["execution_state"] == "idle":
+                return "done"
+            if kind == "stream":
+                output.add(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                output.add(self._render(content["data"]))
+            elif kind == "error":
+                output.error = content["ename"]
+                output.add(_ANSI.sub("", "\n".join(content["traceback"])) + "\n")
+        return "timeout"
+
+    def close(self) -> None:
+        self._client.stop_channels()
+
+    def _render(self, data: dict[str, Any]) -> str:
+        """Text for a rich output: images go to a file the model is told about."""
+        for mime, ext in _IMAGE_TYPES.items():
+            if mime in data:
+                raw = data[mime]
+                blob = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
+                path = self._save_file(ext, blob)
+                return f"[{mime} saved to {path}]\n"
+        if "text/plain" in data:
+            return data["text/plain"] + "\n"
+        return f"[{', '.join(sorted(data))} output not shown]\n"
+
+    def _wait_reply(self, msg_id: str, timeout: float, alive: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = self._client.shell_channel.get_msg(timeout=min(remaining, _POLL))
+            except queue.Empty:
+                if not alive():
+                    raise KernelDied from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
+        raise TimeoutError
+
+    def _drain(self) -> None:
+        """Drop replies and messages left from earlier requests. (The sync channels'
+        `get_msgs()` blocks when nothing is ready, hence `msg_ready`.)"""
+        for channel in (self._client.shell_channel, self._client.iopub_channel):
+            while channel.msg_ready():
+                channel.get_msg(timeout=0)

@@ -1,0 +1,78 @@
+"""The `local` backend: an ipykernel on the host, for machines without Docker.
+
+Nothing is isolated (files, network, memory are the host's); only the timeout and the output
+limit apply. It exists because it is explicitly asked for, and says so when used.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import KernelManager
+
+from tools.python.config import SandboxConfig
+from tools.python.errors import SandboxError
+
+log = logging.getLogger(__name__)
+
+UNSANDBOXED = (
+    "The python tool's local backend runs model-written code directly on this machine, "
+    "with your user's permissions and network access and no resource limits. Use the "
+    "default docker backend unless you trust the code."
+)
+
+
+class LocalBackend:
+    """A host kernel started by jupyter_client's KernelManager, its cwd the data folder."""
+
+    def __init__(self, config: SandboxConfig, data_dir: Path) -> None:
+        warnings.warn(UNSANDBOXED, UserWarning, stacklevel=4)
+        log.warning(UNSANDBOXED)
+        self.data_dir = data_dir
+        self.data_path = str(data_dir)
+        self._manager = KernelManager(kernel_name="python3")
+
+    def start(self) -> dict[str, Any]:
+        try:
+            self._manager.start_kernel(cwd=str(self.data_dir))
+        except Exception as exc:  # jupyter raises many kinds here
+            raise SandboxError(
+                f"Could not start a local ipykernel ({exc}); install it with "
+                "`pip install ipykernel` in this environment."
+            ) from exc
+        return self._manager.get_connection_info()
+
+    def alive(self) -> bool:
+        return self._manager.is_alive()
+
+    def interrupt(self) -> None:
+        if self.alive():
+            self._manager.interrupt_kernel()
+
+    def at_process_limit(self) -> bool:
+        """No process limit applies on the host."""
+        return False
+
+    def restart(self) -> dict[str, Any]:
+        self._manager.shutdown_kernel(now=True)
+        return self.start()
+
+    def death_note(self) -> str:
+        provisioner = self._manager.provisioner
+        code = provisioner.process.returncode if provisioner and provisioner.process else None
+        if code is not None and code < 0:
+            return f"the kernel was killed by signal {-code}"
+        return f"the kernel exited with code {code}"
+
+    def logs(self) -> str:
+        return ""
+
+    def give_to_sandbox(self, path: Path) -> None:
+        """Files written by the host are the kernel's already: same user."""
+
+    def close(self) -> None:
+        if self._manager.has_kernel:
+            self._manager.shutdown_kernel(now=True)

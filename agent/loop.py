@@ -176,7 +176,7 @@ class Agent:
         started = time.monotonic()
         deadline = started + self.max_seconds if self.max_seconds is not None else None
         self.messages.append(Message.from_role_and_content(Role.USER, task))
-        run = _Run(conversation_start=len(self.messages) - 1)
+        run = _Run()
         try:
             for turn in range(self.max_turns):
                 calls: list[tuple[str, Message]] = []
@@ -207,9 +207,7 @@ class Agent:
         result = RunResult(
             final_output=run.answer,
             stop_reason=run.stop_reason,
-            conversation=Conversation.from_messages(
-                self.header_messages() + self.messages[run.conversation_start :]
-            ),
+            conversation=self.conversation,
             tool_calls=run.tool_calls,
             turns=run.turns,
             seconds=time.monotonic() - started,
@@ -386,7 +384,6 @@ class Agent:
 
 @dataclass
 class _Run:
-    conversation_start: int
     stop_reason: StopReason | None = None
     answer: str = ""
     error: str | None = None

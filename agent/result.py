@@ -60,6 +60,8 @@ class ToolCall(BaseModel):
 
 
 class RunResult(BaseModel):
+    """One `run`: its answer and costs; `conversation` is the whole session so far."""
+
     final_output: str
     stop_reason: StopReason
     conversation: Conversation = Field(exclude=True)

@@ -5,6 +5,9 @@ agent needs to continue it and what each run cost.
      "instructions": ..., "conversation_start_date": ..., "conversation": {...},
      "runs": [{...RunResult fields..., "message_count": n}, ...]}
 
+`message_count`: how many messages after the system and developer ones the session had
+when that run ended.
+
 `conversation` is loadable on its own with `Conversation.from_json`.
 """
 
@@ -33,6 +36,8 @@ class TranscriptError(ValueError):
 
 def save_transcript(agent: Agent, path: str | Path) -> Path:
     """Write `agent`'s session to `path` (JSON); returns the path."""
+    # Each run's conversation is the session up to its end; storing where that end is
+    # lets `load_transcript` give every run its conversation back.
     header = len(agent.header_messages())
     runs = [
         {**r.model_dump(mode="json"), "message_count": len(r.conversation.messages) - header}
@@ -88,12 +93,9 @@ def load_transcript(
     body = [m for m in conversation.messages if m.author.role not in (Role.SYSTEM, Role.DEVELOPER)]
     agent.messages.extend(body)
     header = agent.header_messages()
-    start = 0
     for run in data.get("runs", []):
-        count = run.pop("message_count")
-        messages = header + body[start : start + count]
+        messages = header + body[: run.pop("message_count")]
         agent.results.append(
             RunResult.model_validate({**run, "conversation": Conversation(messages=messages)})
         )
-        start += count
     return agent

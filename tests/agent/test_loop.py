@@ -133,6 +133,7 @@ def test_analysis_dropped_after_final_answer_in_follow_up() -> None:
     texts = [m.text for m in agent.conversation.messages]
     assert "First thought." in texts and "Second question." in texts
     assert [r.final_output for r in agent.results] == ["2", "4"]
+    assert follow_up.conversation == agent.conversation  # the whole session
 
 
 @pytest.mark.parametrize(

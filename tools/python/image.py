@@ -20,9 +20,9 @@ DOCKERFILE = Path(__file__).with_name("Dockerfile")
 REPOSITORY = "oss-agent-python"
 
 
-def default_tag() -> str:
+def default_tag(dockerfile: Path = DOCKERFILE) -> str:
     """`oss-agent-python:<first 12 hex digits of the Dockerfile's sha256>`."""
-    digest = hashlib.sha256(DOCKERFILE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()[:12]
     return f"{REPOSITORY}:{digest}"
 
 
@@ -44,22 +44,23 @@ def ensure_image(
     client: docker.DockerClient,
     tag: str | None = None,
     *,
+    dockerfile: Path = DOCKERFILE,
     rebuild: bool = False,
     console: Console | None = None,
 ) -> str:
-    """Return `tag` (default: `default_tag()`), building it first if it is missing.
+    """Return `tag` (default: `default_tag(dockerfile)`), building it first if it is missing.
 
-    Only the default tag can be built here; another missing image is an error.
+    Only the Dockerfile's own tag can be built here; another missing image is an error.
     """
-    tag = tag or default_tag()
+    tag = tag or default_tag(dockerfile)
     if not rebuild and _exists(client, tag):
         return tag
-    if tag != default_tag():
+    if tag != default_tag(dockerfile):
         raise SandboxError(
             f"Image {tag!r} is not present. Build or pull it first, or leave "
             "SandboxConfig.image unset to use the package's own image."
         )
-    _build(client, tag, console or Console(stderr=True))
+    _build(client, dockerfile, tag, console or Console(stderr=True))
     return tag
 
 
@@ -71,12 +72,11 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def _build(client: docker.DockerClient, tag: str, console: Console) -> None:
+def _build(client: docker.DockerClient, dockerfile: Path, tag: str, console: Console) -> None:
     """Build from the Dockerfile alone (it copies nothing), streaming the log to `console`."""
-    dockerfile = io.BytesIO(DOCKERFILE.read_bytes())
     with console.status(f"Building the python sandbox image {tag} (first use; a few minutes)"):
         for chunk in client.api.build(
-            fileobj=dockerfile, tag=tag, rm=True, forcerm=True, decode=True
+            fileobj=io.BytesIO(dockerfile.read_bytes()), tag=tag, rm=True, forcerm=True, decode=True
         ):
             if "error" in chunk:
                 raise SandboxError(

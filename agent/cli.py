@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from runtime.cli import model_app
+from tools.python.cli import sandbox_app
 
 app = typer.Typer(
     name="oss-agent",
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 
 app.add_typer(model_app, name="model")
+app.add_typer(sandbox_app, name="sandbox")
 
 if TYPE_CHECKING:
     from agent.loop import Agent

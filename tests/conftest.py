@@ -29,3 +29,11 @@ def docker_client():
         pytest.skip(f"needs a Docker engine (run .ci/install to start one): {exc}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    """The python sandbox image's tag, built on first use (minutes) and cached by Docker."""
+    from tools.python.image import ensure_image
+
+    return ensure_image(docker_client)

@@ -11,7 +11,7 @@ import queue
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from jupyter_client import BlockingKernelClient
@@ -31,31 +31,33 @@ class KernelDied(Exception):
 
 @dataclass
 class Output:
-    """What one execution printed, kept up to `limit` characters."""
+    """What one execution printed, cut to `limit` characters: the first and the last half,
+    since the end holds what matters most (the traceback, the last values of a loop)."""
 
     limit: int
     error: str | None = None  # the exception's name, if the code raised one
-    parts: list[str] = field(default_factory=list)
-    kept: int = 0
+    head: str = ""
+    tail: str = ""
     dropped: int = 0
 
     def add(self, text: str) -> None:
-        room = self.limit - self.kept
-        if len(text) > room:
-            self.dropped += len(text) - max(room, 0)
-            text = text[: max(room, 0)]
-        if text:
-            self.parts.append(text)
-            self.kept += len(text)
+        room = self.limit // 2 - len(self.head)
+        if room > 0 and not self.tail:
+            self.head += text[:room]
+            text = text[room:]
+        self.tail += text
+        excess = len(self.tail) - (self.limit - self.limit // 2)
+        if excess > 0:
+            self.dropped += excess
+            self.tail = self.tail[excess:]
 
     def text(self) -> str:
-        out = "".join(self.parts)
-        if self.dropped:
-            out += (
-                f"\n[output truncated: {self.dropped} more characters not shown; print less, "
-                "or write large results to a file]"
-            )
-        return out
+        if not self.dropped:
+            return self.head + self.tail
+        return (
+            f"{self.head}\n[... {self.dropped} characters truncated; print less, or write large "
+            f"results to a file ...]\n{self.tail}"
+        )
 
 
 @dataclass

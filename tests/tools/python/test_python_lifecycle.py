@@ -1,0 +1,99 @@
+"""Sessions apart from each other, and containers that never outlive their owner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tools.python import PythonSession
+from tools.python.docker_backend import (
+    OWNER_HOST_LABEL,
+    OWNER_PID_LABEL,
+    SANDBOX_LABEL,
+    remove_stale,
+)
+
+pytestmark = pytest.mark.docker
+
+
+def test_sessions_do_not_see_each_other(sandbox_image):
+    async def scenario():
+        async with PythonSession(timeout=5) as a, PythonSession(timeout=5) as b:
+            await a.arun("secret = 1\nopen('/mnt/data/a.txt', 'w').write('a')")
+            assert "NameError: name 'secret' is not defined" in await b.arun("secret")
+            assert await b.arun("import os; os.listdir('/mnt/data')") == "[]\n"
+            assert a.data_dir != b.data_dir
+            assert sorted(p.name for p in a.data_dir.iterdir()) == ["a.txt"]
+            # One session's long execution does not hold up the other.
+            start = time.monotonic()
+            outs = await asyncio.gather(
+                a.arun("import time; time.sleep(1); 'a'"),
+                b.arun("import time; time.sleep(1); 'b'"),
+            )
+            assert outs == ["'a'\n", "'b'\n"]
+            assert time.monotonic() - start < 1.9
+
+    asyncio.run(scenario())
+
+
+def test_close_removes_the_container_and_its_own_data_folder(owned_containers, tmp_path):
+    session = PythonSession().start()
+    kept = PythonSession(data_dir=tmp_path / "data").start()
+    assert len(owned_containers()) == 2
+    data_dir = session.data_dir
+    kept.run("open('/mnt/data/result.txt', 'w').write('keep me')")
+    session.close()
+    kept.close()
+    session.close()  # twice is fine
+    assert owned_containers() == []
+    assert not data_dir.exists()
+    assert (tmp_path / "data" / "result.txt").read_text() == "keep me"
+
+
+def test_restart_replaces_the_container(owned_containers):
+    with PythonSession() as session:
+        [before] = owned_containers()
+        session.run("import os; os._exit(1)")
+        [after] = owned_containers()
+        assert after.id != before.id
+
+
+def _labels(pid: int) -> dict[str, str]:
+    return {SANDBOX_LABEL: "1", OWNER_PID_LABEL: str(pid), OWNER_HOST_LABEL: socket.gethostname()}
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_containers_of_dead_owners_are_removed(docker_client, sandbox_image):
+    stale = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(_dead_pid()))
+    ours = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(os.getpid()))
+    try:
+        assert stale.name in remove_stale(docker_client)
+        names = [c.name for c in docker_client.containers.list(all=True)]
+        assert stale.name not in names
+        assert ours.name in names  # its owner (this process) is alive
+    finally:
+        ours.remove(force=True)
+
+
+def test_a_process_that_exits_without_closing_leaves_no_container(docker_client, sandbox_image):
+    code = (
+        "from tools.python import PythonSession\n"
+        "session = PythonSession().start()\n"
+        "print(session.run('6 * 7'), end='')\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    stdout, _ = child.communicate(timeout=120)
+    assert (child.returncode, stdout) == (0, "42\n")
+    label = f"{OWNER_PID_LABEL}={child.pid}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []

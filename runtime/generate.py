@@ -67,6 +67,7 @@ class LocalModel:
             cache = ExpertCache(expert_cache_bytes)
             for block in transformer.blocks:
                 block.mlp.cache = cache
+        self.compiled = compile
         self._decode = self._decode_step
         if compile:
             self._decode = torch.compile(
@@ -168,6 +169,10 @@ class LocalModel:
                 )
                 for n in range(c.num_hidden_layers)
             ]
+            if self.compiled:  # CUDA graphs may then update the caches in place
+                for cache in self.caches:
+                    for buffer in (cache.k, cache.v, cache.pos):
+                        torch._dynamo.mark_static_address(buffer)
         for cache in self.caches:
             if not cache.ring and cache.slots < slots:
                 cache.grow(slots)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class SandboxConfig(BaseModel):
     """How a python session runs. The defaults are the strict, offline sandbox."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt limit must not pass silently
 
     backend: Literal["docker", "local"] = Field(
         "docker", description="`local` runs the kernel on the host, unsandboxed."
@@ -32,8 +34,9 @@ class SandboxConfig(BaseModel):
     read_only: bool = Field(True, description="Mount the image's filesystem read-only.")
     user: str | None = Field(
         None,
-        description="uid:gid in the sandbox; default: the host's own ids, or 65534:65534 "
-        "(nobody) when the host runs as root.",
+        description="Numeric uid:gid in the sandbox; default: the host's own ids, or "
+        "65534:65534 (nobody) when the host runs as root, which then hands the session's "
+        "folders to that user.",
     )
     data_dir: Path | None = Field(
         None,

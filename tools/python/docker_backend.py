@@ -224,6 +224,7 @@ class DockerBackend:
         """Remove the container and the kernel folder. Safe to call twice."""
         self._remove_container()
         shutil.rmtree(self._kernel_dir, ignore_errors=True)
+        self._client.close()
         _live.discard(self)
 
     def _remove_container(self) -> None:

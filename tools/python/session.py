@@ -162,7 +162,11 @@ class PythonSession:
     def _restart(self) -> None:
         self._kernel.close()
         self._kernel = None
-        self._connect(self._backend.restart())
+        try:
+            self._connect(self._backend.restart())
+        except BaseException:  # leave nothing half-started; a later run starts afresh
+            self._close()
+            raise
 
     def _save_file(self, extension: str, data: bytes) -> str:
         """Store a rich output (a figure) in the data folder; return the kernel's path."""

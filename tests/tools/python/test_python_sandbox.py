@@ -169,3 +169,9 @@ def test_fork_bomb_ends_fast_and_leaves_nothing_running(sandbox_image):
         # Only the container's init and the new kernel are left.
         count = "import os; len([p for p in os.listdir('/proc') if p.isdigit()])"
         assert session.run(count) == "2\n"
+
+
+def test_network_is_opt_in(sandbox_image):
+    with PythonSession(network=True) as session:
+        out = session.run("import os; 'eth0' in os.listdir('/sys/class/net')")
+    assert out == "True\n"

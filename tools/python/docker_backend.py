@@ -8,7 +8,6 @@ at exit, and a later process removes the ones whose owner died without doing so.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -18,7 +17,6 @@ import signal
 import socket
 import tempfile
 import threading
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,6 @@ OWNER_PID_LABEL = "oss-agent.pid"
 OWNER_HOST_LABEL = "oss-agent.host"
 KERNEL_DIR = "/run/kernel"
 DATA_DIR = "/mnt/data"
-
-_live: weakref.WeakSet[DockerBackend] = weakref.WeakSet()
 
 
 def owned_filters(pid: int | None = None) -> dict[str, list[str]]:
@@ -103,7 +99,6 @@ class DockerBackend:
         self._container: Container | None = None
         self._exited = threading.Event()
         self._generation = 0
-        _live.add(self)
 
     def start(self) -> dict[str, Any]:
         """Start a fresh container and kernel; return the host side's connection info."""
@@ -225,7 +220,6 @@ class DockerBackend:
         self._remove_container()
         shutil.rmtree(self._kernel_dir, ignore_errors=True)
         self._client.close()
-        _live.discard(self)
 
     def _remove_container(self) -> None:
         container, self._container = self._container, None
@@ -253,10 +247,3 @@ class DockerBackend:
             except DockerException:  # removed
                 break
         exited.set()
-
-
-@atexit.register
-def _close_all() -> None:
-    for backend in list(_live):
-        with contextlib.suppress(Exception):  # best effort while the interpreter exits
-            backend.close()

@@ -7,15 +7,20 @@ the kernel, a dead kernel is restarted, and the model is told which state surviv
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
 from tools.python.config import SandboxConfig
 from tools.python.errors import SandboxError
 from tools.python.kernel import Kernel, KernelDied
+
+_open: weakref.WeakSet[PythonSession] = weakref.WeakSet()
 
 
 class Backend(Protocol):
@@ -101,14 +106,20 @@ class PythonSession:
             return
         data_dir = self.config.data_dir or Path(tempfile.mkdtemp(prefix="oss-agent-data-"))
         data_dir.mkdir(parents=True, exist_ok=True)
-        if self.config.backend == "docker":
-            from tools.python.docker_backend import DockerBackend
+        try:
+            if self.config.backend == "docker":
+                from tools.python.docker_backend import DockerBackend
 
-            self._backend = DockerBackend(self.config, data_dir)
-        else:
-            from tools.python.local_backend import LocalBackend
+                self._backend = DockerBackend(self.config, data_dir)
+            else:
+                from tools.python.local_backend import LocalBackend
 
-            self._backend = LocalBackend(self.config, data_dir)
+                self._backend = LocalBackend(self.config, data_dir)
+        except BaseException:  # e.g. no Docker engine: leave no empty folder behind
+            if self.config.data_dir is None:
+                shutil.rmtree(data_dir, ignore_errors=True)
+            raise
+        _open.add(self)
         try:
             self._connect(self._backend.start())
         except BaseException:
@@ -188,3 +199,12 @@ class PythonSession:
             if self.config.data_dir is None:
                 shutil.rmtree(self._backend.data_dir, ignore_errors=True)
             self._backend = None
+        _open.discard(self)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Sessions left open at exit: remove their containers and folders all the same."""
+    for session in list(_open):
+        with contextlib.suppress(Exception):  # best effort while the interpreter exits
+            session._close()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,14 +87,17 @@ def test_stale_containers_of_dead_owners_are_removed(docker_client, sandbox_imag
         ours.remove(force=True)
 
 
-def test_a_process_that_exits_without_closing_leaves_no_container(docker_client, sandbox_image):
+def test_a_process_that_exits_without_closing_leaves_nothing_behind(docker_client, sandbox_image):
     code = (
         "from tools.python import PythonSession\n"
         "session = PythonSession().start()\n"
+        "print(session.data_dir)\n"
         "print(session.run('6 * 7'), end='')\n"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     stdout, _ = child.communicate(timeout=120)
-    assert (child.returncode, stdout) == (0, "42\n")
+    data_dir, answer = stdout.splitlines()
+    assert (child.returncode, answer) == (0, "42")
+    assert not Path(data_dir).exists()
     label = f"{OWNER_PID_LABEL}={child.pid}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []

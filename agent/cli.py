@@ -36,6 +36,9 @@ ToolsOption = Annotated[
     str | None, typer.Option(help="Builtin tools, comma separated: python,browser.")
 ]
 InstructionsOption = Annotated[str | None, typer.Option(help="Developer instructions.")]
+MaxTokensOption = Annotated[
+    int | None, typer.Option("--max-tokens", help="Most tokens sampled in one model turn.")
+]
 
 
 @app.command()
@@ -54,6 +57,7 @@ def run(
     tools: ToolsOption = None,
     instructions: InstructionsOption = None,
     max_turns: Annotated[int | None, typer.Option(help="Most model turns.")] = None,
+    max_tokens: MaxTokensOption = None,
     max_seconds: Annotated[float | None, typer.Option(help="Wall-time limit.")] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON result instead of streaming.")
@@ -74,6 +78,7 @@ def run(
         "tools": tools,
         "instructions": instructions,
         "max_turns": max_turns,
+        "max_tokens_per_turn": max_tokens,
         "max_seconds": max_seconds,
     }
     agent = _make_agent(flags, resume)
@@ -107,6 +112,7 @@ def chat(
     effort: EffortOption = None,
     tools: ToolsOption = None,
     instructions: InstructionsOption = None,
+    max_tokens: MaxTokensOption = None,
     resume: Annotated[Path | None, typer.Option(help="Continue a saved session.")] = None,
 ) -> None:
     """An interactive session: each message continues the conversation.
@@ -115,7 +121,13 @@ def chat(
     """
     from agent.console import EventPrinter
 
-    flags = {"model": model, "effort": effort, "tools": tools, "instructions": instructions}
+    flags = {
+        "model": model,
+        "effort": effort,
+        "tools": tools,
+        "instructions": instructions,
+        "max_tokens_per_turn": max_tokens,
+    }
     agent = _make_agent(flags, resume)
     console = Console()
     printer = EventPrinter(console)

@@ -239,18 +239,21 @@ class ModelConfig:
 
 
 _20B = ModelConfig()
+_TINY = ModelConfig(
+    num_hidden_layers=4,
+    num_experts=8,
+    vocab_size=1024,
+    hidden_size=64,
+    intermediate_size=64,
+    head_dim=16,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    sliding_window=16,
+)
 PRESETS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(
-        num_hidden_layers=4,
-        num_experts=8,
-        vocab_size=1024,
-        hidden_size=64,
-        intermediate_size=64,
-        head_dim=16,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        sliding_window=16,
-    ),
+    "tiny": _TINY,
+    # Tiny, but with gpt-oss's vocabulary, so harmony prompts fit: for trying the agent offline.
+    "mini": dataclasses.replace(_TINY, vocab_size=201088),
     "20b": _20B,
     "120b": dataclasses.replace(_20B, num_hidden_layers=36, num_experts=128),
     # gpt-oss-20b's per-token cost with every expert active: what a benchmark can hold on disk.

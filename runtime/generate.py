@@ -142,8 +142,15 @@ class LocalModel:
 
     def _ids(self, tokens: Sequence[int]) -> torch.Tensor:
         ids = torch.tensor(list(tokens), dtype=torch.long, device=self.device)
-        if ids.numel() == 0 or ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}) and non-empty")
+        if ids.numel() == 0:
+            raise ValueError("no tokens given: generate and logits need at least one")
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(
+                f"token id {int(ids.max() if ids.max() >= 0 else ids.min())} is outside this "
+                f"checkpoint's vocabulary [0, {self.config.vocab_size}). gpt-oss prompts use "
+                "ids up to 201087: use a real checkpoint, or a random one with the full "
+                "vocabulary (`oss-agent model random PATH --preset mini`)."
+            )
         return ids
 
     def _ensure_caches(self, length: int) -> None:

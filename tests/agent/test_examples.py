@@ -6,7 +6,6 @@ streaming, recovering from malformed output, limits), not the answers.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -19,12 +18,10 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from runtime.config import PRESETS
     from runtime.testing import write_random_checkpoint
 
-    # The tiny preset with the real vocabulary, so harmony prompts fit.
-    config = dataclasses.replace(PRESETS["tiny"], vocab_size=201088)
-    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt"), config, seed=0)
+    # Tiny, with the real vocabulary, so harmony prompts fit.
+    return write_random_checkpoint(tmp_path_factory.mktemp("ckpt"), "mini", seed=0)
 
 
 def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:

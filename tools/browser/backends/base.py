@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,6 +39,22 @@ def plain_snippet(text: str | None) -> str:
     if "<" in text or "&" in text:
         text = BeautifulSoup(text, "lxml").get_text(" ")
     return " ".join(text.split())
+
+
+def hits_to_results(
+    hits: list[dict], topn: int, snippet: Callable[[dict], str | None]
+) -> list[SearchResult]:
+    """A search API's hits as results: at most `topn`, those without a URL skipped, the
+    URL standing in for a missing title."""
+    return [
+        SearchResult(
+            url=hit["url"],
+            title=plain_snippet(hit.get("title")) or hit["url"],
+            snippet=plain_snippet(snippet(hit)),
+        )
+        for hit in hits
+        if hit.get("url")
+    ][:topn]
 
 
 class SearchError(ToolError):

@@ -3,7 +3,7 @@ key from BRAVE_API_KEY. The API returns at most 20 results per request."""
 
 from __future__ import annotations
 
-from tools.browser.backends.base import SearchResult, WebSearchBackend, plain_snippet
+from tools.browser.backends.base import SearchResult, WebSearchBackend, hits_to_results
 
 MAX_COUNT = 20
 
@@ -21,12 +21,6 @@ class BraveBackend(WebSearchBackend):
             headers={"X-Subscription-Token": self.api_key, "Accept": "application/json"},
             params={"q": query, "count": min(topn, MAX_COUNT)},
         )
-        return [
-            SearchResult(
-                url=hit["url"],
-                title=plain_snippet(hit.get("title")) or hit["url"],
-                snippet=plain_snippet(hit.get("description")),
-            )
-            for hit in (data.get("web") or {}).get("results", [])[:topn]
-            if hit.get("url")
-        ]
+        return hits_to_results(
+            (data.get("web") or {}).get("results", []), topn, lambda hit: hit.get("description")
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.browser.backends.base import SearchResult, WebSearchBackend, plain_snippet
+from tools.browser.backends.base import SearchResult, WebSearchBackend, hits_to_results
 
 
 class ExaBackend(WebSearchBackend):
@@ -18,12 +18,8 @@ class ExaBackend(WebSearchBackend):
             headers={"x-api-key": self.api_key},
             json={"query": query, "numResults": topn, "contents": {"highlights": True}},
         )
-        return [
-            SearchResult(
-                url=hit["url"],
-                title=hit.get("title") or hit["url"],
-                snippet=plain_snippet(" ".join(hit.get("highlights") or []) or hit.get("text")),
-            )
-            for hit in data.get("results", [])[:topn]
-            if hit.get("url")
-        ]
+        return hits_to_results(
+            data.get("results", []),
+            topn,
+            lambda hit: " ".join(hit.get("highlights") or []) or hit.get("text"),
+        )

@@ -6,7 +6,7 @@ result-count parameter, so results are cut to `topn` here.
 
 from __future__ import annotations
 
-from tools.browser.backends.base import SearchResult, WebSearchBackend, plain_snippet
+from tools.browser.backends.base import SearchResult, WebSearchBackend, hits_to_results
 
 
 class SearxngBackend(WebSearchBackend):
@@ -18,12 +18,4 @@ class SearxngBackend(WebSearchBackend):
 
     async def search(self, query: str, topn: int) -> list[SearchResult]:
         data = await self._request("GET", "/search", params={"q": query, "format": "json"})
-        return [
-            SearchResult(
-                url=hit["url"],
-                title=hit.get("title") or hit["url"],
-                snippet=plain_snippet(hit.get("content")),
-            )
-            for hit in data.get("results", [])[:topn]
-            if hit.get("url")
-        ]
+        return hits_to_results(data.get("results", []), topn, lambda hit: hit.get("content"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.browser.backends.base import SearchResult, WebSearchBackend, plain_snippet
+from tools.browser.backends.base import SearchResult, WebSearchBackend, hits_to_results
 
 
 class TavilyBackend(WebSearchBackend):
@@ -18,12 +18,4 @@ class TavilyBackend(WebSearchBackend):
             headers={"Authorization": f"Bearer {self.api_key}"},
             json={"query": query, "max_results": topn},
         )
-        return [
-            SearchResult(
-                url=hit["url"],
-                title=hit.get("title") or hit["url"],
-                snippet=plain_snippet(hit.get("content")),
-            )
-            for hit in data.get("results", [])[:topn]
-            if hit.get("url")
-        ]
+        return hits_to_results(data.get("results", []), topn, lambda hit: hit.get("content"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.browser.backends.base import SearchResult, WebSearchBackend, plain_snippet
+from tools.browser.backends.base import SearchResult, WebSearchBackend, hits_to_results
 
 
 class YouBackend(WebSearchBackend):
@@ -20,12 +20,6 @@ class YouBackend(WebSearchBackend):
         )
         sections = data.get("results") or {}
         hits = [*sections.get("web", []), *sections.get("news", [])]
-        return [
-            SearchResult(
-                url=hit["url"],
-                title=hit.get("title") or hit["url"],
-                snippet=plain_snippet(hit.get("description") or " ".join(hit.get("snippets", []))),
-            )
-            for hit in hits
-            if hit.get("url")
-        ][:topn]
+        return hits_to_results(
+            hits, topn, lambda hit: hit.get("description") or " ".join(hit.get("snippets", []))
+        )

@@ -5,8 +5,10 @@ Two kinds of server:
   the prompt as token ids. vLLM returns the sampled ids (`return_token_ids`); servers that
   only return text get it re-encoded with our tokenizer.
 - Raw-text servers (Ollama `/api/generate` with `raw: true`, llama.cpp `/completion`): the
-  prompt goes as harmony markup text and the streamed text is encoded back into ids, special
-  tokens included (these servers print `<|call|>` etc. as text).
+  streamed text is encoded back into ids, special tokens included (these servers print
+  `<|call|>` etc. as text). llama.cpp takes the prompt as token ids; Ollama only as text, so
+  text in the conversation that merely looks like a special token is broken up first
+  (see `prompt_markup`): the server would otherwise read a user's `<|end|>` as the token.
 
 Connection failures, 429 and 5xx are retried with exponential backoff, but only before the
 first token arrived: after that a retry would repeat tokens the caller already has.
@@ -27,6 +29,24 @@ from runtime.engine import GenerationStats
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _TOKEN_ID_PREFIX = "token_id:"
+
+
+def prompt_markup(encoding: HarmonyEncoding, tokens: Sequence[int]) -> str:
+    """Harmony markup for a text-only server. Special tokens become their text; ordinary
+    text that spells a special token gets a zero-width space after `<|`, so the server's
+    tokenizer cannot turn it into one (prompt injection)."""
+    parts: list[str] = []
+    run: list[int] = []
+    for token in [*tokens, None]:
+        if token is not None and not encoding.is_special_token(token):
+            run.append(token)
+            continue
+        if run:
+            parts.append(encoding.decode(run).replace("<|", "<\u200b|"))
+            run = []
+        if token is not None:
+            parts.append(encoding.decode([token]))
+    return "".join(parts)
 
 
 class RemoteError(RuntimeError):
@@ -295,7 +315,7 @@ class OllamaEngine(RemoteEngine):
             options["seed"] = seed
         body = {
             "model": self.model,
-            "prompt": self.encoding.decode(tokens),
+            "prompt": prompt_markup(self.encoding, tokens),
             "raw": True,
             "stream": True,
             "options": options,
@@ -327,7 +347,7 @@ class LlamaCppEngine(RemoteEngine):
 
     def _request(self, tokens, max_tokens, temperature, top_p, seed, stop):
         body: dict[str, Any] = {
-            "prompt": self.encoding.decode(tokens),
+            "prompt": list(tokens),  # ids, as we rendered them: no re-tokenizing on the server
             "n_predict": max_tokens,
             "temperature": temperature,
             "top_p": top_p,

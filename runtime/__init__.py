@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from runtime.checkpoint import Checkpoint, CheckpointError
 from runtime.config import ConfigError, ModelConfig
 from runtime.engine import Engine, GenerationStats
-from runtime.generate import LocalModel
-from runtime.load import build
+
+if TYPE_CHECKING:
+    import torch
+
+    from runtime.checkpoint import CheckpointError
+    from runtime.generate import LocalModel
 
 __all__ = [
     "CheckpointError",
@@ -38,6 +40,12 @@ def load_model(
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
     `expert_cache_gb` (default 2) keeps recently unpacked experts.
     """
+    import torch
+
+    from runtime.checkpoint import Checkpoint
+    from runtime.generate import LocalModel
+    from runtime.load import build
+
     device = torch.device(device)
     dtype = dtype or torch.bfloat16
     if compile is None:
@@ -54,3 +62,16 @@ def load_model(
         max_context=max_context,
         expert_cache_bytes=int(expert_cache_gb * 2**30),
     )
+
+
+def __getattr__(name: str) -> Any:
+    """torch loads only when the local engine is used: remote engines and the CLI start fast."""
+    if name == "LocalModel":
+        from runtime.generate import LocalModel
+
+        return LocalModel
+    if name == "CheckpointError":
+        from runtime.checkpoint import CheckpointError
+
+        return CheckpointError
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from runtime.checkpoint import Checkpoint, CheckpointError
 from runtime.config import PRESETS, ConfigError, estimate_bytes
-from runtime.load import check_tensors
 
 model_app = typer.Typer(
     help="Inspect gpt-oss checkpoints and write random ones.", no_args_is_help=True
@@ -26,6 +24,9 @@ def _count(n: int) -> str:
 @model_app.command()
 def info(path: Path) -> None:
     """Print a checkpoint's layout, config, sizes and memory estimate."""
+    from runtime.checkpoint import Checkpoint, CheckpointError
+    from runtime.load import check_tensors
+
     try:
         checkpoint = Checkpoint(path)
         check_tensors(checkpoint)

@@ -112,7 +112,7 @@ def test_stats_time_prefill_and_decode(model):
 def test_bad_requests_raise(model):
     with pytest.raises(ValueError, match="at least one"):
         model.generate([], max_tokens=1)
-    with pytest.raises(ValueError, match="token ids"):
+    with pytest.raises(ValueError, match="outside this checkpoint's vocabulary"):
         list(model.generate([10**6], max_tokens=1))
     with pytest.raises(ValueError, match="exceeds the context"):
         model.generate([1], max_tokens=10**7)

@@ -24,16 +24,18 @@ def test_state_persists_across_calls(py):
     assert py.run("def f(n):\n    return n + x\nprint(f(1))") == "22\n"
 
 
-def test_scientific_stack_and_figures_go_to_mnt_data(py):
-    out = py.run(
-        "import numpy, scipy, sympy, pandas\n"
-        "import matplotlib.pyplot as plt\n"
-        "plt.plot([1, 2, 3]); plt.show()"
-    )
-    assert out.startswith("[image/png saved to /mnt/data/figure_")
-    name = out.split("/mnt/data/")[1].split("]")[0]
-    assert (py.data_dir / name).read_bytes().startswith(b"\x89PNG")
-    assert py.run(f"import os; os.path.getsize('/mnt/data/{name}') > 0") == "True\n"
+def test_scientific_stack_and_figures_go_to_mnt_data(sandbox_image):
+    # Its own session: the first import of the whole stack can take seconds on a busy host.
+    with PythonSession(timeout=60) as py:
+        out = py.run(
+            "import numpy, scipy, sympy, pandas\n"
+            "import matplotlib.pyplot as plt\n"
+            "plt.plot([1, 2, 3]); plt.show()"
+        )
+        assert out.startswith("[image/png saved to /mnt/data/figure_")
+        name = out.split("/mnt/data/")[1].split("]")[0]
+        assert (py.data_dir / name).read_bytes().startswith(b"\x89PNG")
+        assert py.run(f"import os; os.path.getsize('/mnt/data/{name}') > 0") == "True\n"
 
 
 def test_errors_come_back_as_plain_tracebacks(py):

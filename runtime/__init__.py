@@ -38,7 +38,8 @@ def load_model(
 
     Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
-    `expert_cache_gb` (default 2) keeps recently unpacked experts.
+    `expert_cache_gb` keeps recently unpacked experts: default 0 when the fused MXFP4 kernel
+    builds (decode reads packed experts directly; prefill unpacks), else 2.
     """
     import torch
 
@@ -53,7 +54,9 @@ def load_model(
     if max_context is None and compile:
         max_context = 16384
     if expert_cache_gb is None:
-        expert_cache_gb = 2.0 if device.type == "cpu" else 0.0
+        from runtime import kernels
+
+        expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
     checkpoint = Checkpoint(path)
     return LocalModel(
         build(checkpoint, dtype, device),

@@ -7,9 +7,13 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
+from runtime import kernels
 from runtime.mxfp4 import dequantize
 
 SWIGLU_ALPHA = 1.702
+# Up to this many tokens per expert, the CPU reads packed experts with the fused kernel;
+# beyond it (prefill) unpacking once and running a GEMM is cheaper.
+FUSED_MAX_TOKENS = 8
 
 
 def swiglu(h: torch.Tensor, limit: float) -> torch.Tensor:
@@ -94,15 +98,29 @@ class MoE(torch.nn.Module):
             dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], dtype),
         )
 
+    def _fused(self, x: torch.Tensor, e: int) -> torch.Tensor:
+        """Expert e on a few tokens, straight from the packed weights (no unpacked copy)."""
+        h = kernels.mxfp4_linear(x, self.mlp1_blocks[e], self.mlp1_scales[e], self.mlp1_bias[e])
+        h = swiglu(h, self.swiglu_limit)
+        return kernels.mxfp4_linear(h, self.mlp2_blocks[e], self.mlp2_scales[e], self.mlp2_bias[e])
+
+    def _unpacked(self, x: torch.Tensor, e: int) -> torch.Tensor:
+        """Expert e on many tokens: unpack once (or take it from the cache), then GEMMs."""
+        if self.cache is None:
+            w1, w2 = self._unpack(e, x.dtype)
+        else:
+            w1, w2 = self.cache.get((self.layer, e), lambda: self._unpack(e, x.dtype))
+        h = F.linear(x, w1, self.mlp1_bias[e])
+        return F.linear(swiglu(h, self.swiglu_limit), w2, self.mlp2_bias[e])
+
     def _grouped(self, t: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor):
         out = torch.zeros_like(t)
+        fused = t.device.type == "cpu" and kernels.available()
         for e in experts.unique().tolist():
             token, slot = torch.where(experts == e)
-            if self.cache is None:
-                w1, w2 = self._unpack(e, t.dtype)
+            if fused and len(token) <= FUSED_MAX_TOKENS:
+                y = self._fused(t[token], e)
             else:
-                w1, w2 = self.cache.get((self.layer, e), lambda e=e: self._unpack(e, t.dtype))
-            h = F.linear(t[token], w1, self.mlp1_bias[e])
-            y = F.linear(swiglu(h, self.swiglu_limit), w2, self.mlp2_bias[e])
+                y = self._unpacked(t[token], e)
             out[token] += y * weights[token, slot].unsqueeze(-1)  # each token picks e once
         return out

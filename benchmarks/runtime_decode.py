@@ -28,7 +28,7 @@ def prompt_ids(length: int, vocab: int) -> list[int]:
     return torch.randint(0, vocab, (length,), generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def run_ours(path: Path, prompt: int, decode: int, expert_cache_gb: float) -> dict:
+def run_ours(path: Path, prompt: int, decode: int, expert_cache_gb: float | None) -> dict:
     from runtime import load_model
 
     start = time.perf_counter()
@@ -86,7 +86,9 @@ def main() -> None:
     parser.add_argument("--preset", default="20b-4experts")
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--decode", type=int, default=16)
-    parser.add_argument("--expert-cache-gb", type=float, default=6.0)
+    parser.add_argument(
+        "--expert-cache-gb", type=float, help="unpacked-expert cache (default: the runtime's)"
+    )
     parser.add_argument("--side", choices=["ours", "transformers"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     path = args.cache_dir / f"{args.preset}-hf"
@@ -106,7 +108,9 @@ def main() -> None:
     for side in ("ours", "transformers"):
         command = [sys.executable, __file__, str(args.cache_dir), "--side", side]
         command += ["--preset", args.preset, "--prompt", str(args.prompt)]
-        command += ["--decode", str(args.decode), "--expert-cache-gb", str(args.expert_cache_gb)]
+        command += ["--decode", str(args.decode)]
+        if args.expert_cache_gb is not None:
+            command += ["--expert-cache-gb", str(args.expert_cache_gb)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results[side] = json.loads(done.stdout.strip().splitlines()[-1])
         print(json.dumps(results[side]), flush=True)

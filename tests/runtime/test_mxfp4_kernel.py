@@ -14,7 +14,9 @@ from runtime_helpers import prompt
 from runtime import kernels, load_model, moe
 from runtime.mxfp4 import dequantize
 
-needs_kernel = pytest.mark.skipif(not kernels.available(), reason="MXFP4 CPU kernel not built")
+needs_kernel = pytest.mark.skipif(
+    not kernels.available(), reason="needs a C++ compiler and ninja to build the MXFP4 CPU kernel"
+)
 
 
 def random_expert(rows: int, cols: int, seed: int):
@@ -93,5 +95,25 @@ def test_cpu_decode_uses_the_kernel_and_matches_the_pytorch_path(tiny_original, 
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_only_few_tokens_per_expert_take_the_kernel():
-    assert 1 <= moe.FUSED_MAX_TOKENS <= 16
+@needs_kernel
+def test_experts_given_many_tokens_are_unpacked_instead(tiny_original, monkeypatch):
+    model = load_model(tiny_original, dtype=torch.float32)
+    fused, unpacked = [], []
+    real_fused, real_unpacked = moe.MoE._fused, moe.MoE._unpacked
+    monkeypatch.setattr(
+        moe.MoE, "_fused", lambda m, x, e: fused.append(len(x)) or real_fused(m, x, e)
+    )
+    monkeypatch.setattr(
+        moe.MoE, "_unpacked", lambda m, x, e: unpacked.append(len(x)) or real_unpacked(m, x, e)
+    )
+    # 8 experts, top-4: each expert sees about half of the tokens, far above the limit.
+    model.logits(prompt(4 * moe.FUSED_MAX_TOKENS))
+    assert unpacked and all(n > moe.FUSED_MAX_TOKENS for n in unpacked)
+    assert all(n <= moe.FUSED_MAX_TOKENS for n in fused)
+
+
+def test_the_kernel_builds_in_ci():
+    """Outside CI a machine without a compiler falls back (and the tests above are skipped);
+    CI has one, so there the kernel must build."""
+    if os.environ.get("CI"):
+        assert kernels.available(), "the MXFP4 CPU kernel did not build in CI"

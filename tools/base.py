@@ -7,9 +7,15 @@ the returned tool messages to the conversation.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from agent.harmony import Author, Message, Role, TextContent, ToolNamespaceConfig
+
+ArgumentsT = TypeVar("ArgumentsT", bound=BaseModel)
 
 
 class ToolError(Exception):
@@ -54,3 +60,29 @@ def tool_message(call: Message, text: str, author_name: str | None = None) -> Me
         channel=call.channel,
         recipient="assistant",
     )
+
+
+def validate_arguments(text: str, model: type[ArgumentsT], tool: str, hint: str) -> ArgumentsT:
+    """The model's JSON arguments for `tool`, checked by `model`. Anything wrong raises a
+    `ToolError` that names the problem and ends with `hint` (what a good call looks like),
+    so the model can correct itself."""
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ToolError(
+            f"Invalid arguments for {tool}: not valid JSON ({exc.msg} at position {exc.pos}). "
+            f"{hint}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ToolError(
+            f"Invalid arguments for {tool}: expected a JSON object, got "
+            f"{type(data).__name__}. {hint}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ToolError(f"Invalid arguments for {tool}: {problems}. {hint}") from None

@@ -17,11 +17,11 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_jsonable_python
 
 from agent.harmony import Message, ToolDescription, ToolNamespaceConfig
-from tools.base import Tool, ToolError, tool_message
+from tools.base import Tool, ToolError, tool_message, validate_arguments
 
 NAMESPACE = "functions"
 _ARGS_HEADER = re.compile(r"^\s*(Args|Arguments|Parameters):\s*$")
@@ -76,27 +76,12 @@ class FunctionTool(Tool):
 
     def validate(self, arguments: str) -> dict[str, Any]:
         """The model's JSON arguments checked against the signature, as keyword arguments."""
-        text = arguments.strip() or "{}"
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ToolError(
-                f"Invalid arguments for {self.name}: not valid JSON ({exc.msg} at position "
-                f"{exc.pos}). Send a JSON object matching the tool's parameters."
-            ) from None
-        if not isinstance(raw, dict):
-            raise ToolError(
-                f"Invalid arguments for {self.name}: expected a JSON object, got "
-                f"{type(raw).__name__}."
-            )
-        try:
-            parsed = self.arguments_model.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-                for err in exc.errors(include_url=False)
-            )
-            raise ToolError(f"Invalid arguments for {self.name}: {problems}.") from None
+        parsed = validate_arguments(
+            arguments,
+            self.arguments_model,
+            self.name,
+            "Send a JSON object matching the tool's parameters.",
+        )
         return {field: getattr(parsed, field) for field in type(parsed).model_fields}
 
     async def invoke(self, kwargs: dict[str, Any]) -> Any:

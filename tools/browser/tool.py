@@ -8,15 +8,14 @@ on; nothing is raised out of `call`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.harmony import Message, TextContent, ToolNamespaceConfig
 from agent.harmony.builtin_tools import BROWSER_DESCRIPTION
-from tools.base import Tool, ToolError, tool_message
+from tools.base import Tool, ToolError, tool_message, validate_arguments
 from tools.browser.backends.base import SearchBackend
 from tools.browser.display import DEFAULT_TOKEN_BUDGET, render_display, viewport
 from tools.browser.fetch import Fetcher
@@ -57,27 +56,9 @@ _EXAMPLES = {
 
 def _parse(function: str, text: str, model: type[_Args]) -> Any:
     """Validated arguments, or a ToolError that shows the problem and a correct example."""
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ToolError(
-            f"the arguments of browser.{function} are not valid JSON ({exc.msg} at char "
-            f"{exc.pos}); send an object such as {_EXAMPLES[function]}."
-        ) from exc
-    if not isinstance(data, dict):
-        raise ToolError(
-            f"the arguments of browser.{function} must be a JSON object, such as "
-            f"{_EXAMPLES[function]}."
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ToolError(
-            f"invalid arguments for browser.{function}: {problems}. Example: {_EXAMPLES[function]}."
-        ) from exc
+    return validate_arguments(
+        text, model, f"browser.{function}", f"Example: {_EXAMPLES[function]}."
+    )
 
 
 class BrowserTool(Tool):

@@ -65,7 +65,7 @@ def test_a_call_is_answered_by_the_function_to_the_assistant_on_its_channel(brow
     ("function", "args", "expected"),
     [
         ("open", "{id: 3", "not valid JSON"),
-        ("open", "[1, 2]", "must be a JSON object"),
+        ("open", "[1, 2]", "expected a JSON object"),
         ("search", {"topn": 3}, "query: Field required"),
         ("search", {"query": "x", "topn": "many"}, "topn: Input should be a valid integer"),
         ("find", {"pattern": ["a"]}, "pattern: Input should be a valid string"),

@@ -276,7 +276,7 @@ class Agent:
         except TimeoutError:
             run.stop_reason = "timeout"
         finally:
-            tokens.close()
+            await tokens.aclose()
         parser.process_eos()
         stats.generate_seconds = time.monotonic() - started
         # Engines that keep a KV cache say how much of the prompt they reused
@@ -439,8 +439,11 @@ class _TokenStream:
             raise item.error
         return item
 
-    def close(self) -> None:
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Stop the engine and wait for its thread: no model code may still run once the turn
+        is over (a daemon thread inside torch at interpreter exit aborts the process)."""
         self._stop.set()
+        await asyncio.to_thread(self._thread.join, timeout)
 
 
 @dataclass(frozen=True)

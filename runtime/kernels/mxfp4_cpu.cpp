@@ -55,13 +55,16 @@ inline void unpack_block(const uint8_t* bytes, uint8_t scale, float* __restrict_
 #endif
 }
 
+// Below this many block x token products a thread team costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 14;
+
 // Rows split over threads; kT > 0 fixes the token count at compile time, so the 32 lane
 // sums per token can stay in registers.
 template <int kT>
 void rows(const float* xp, const uint8_t* bp, const uint8_t* sp, const float* biasp, float* yp,
           int64_t tokens, int64_t R, int64_t G) {
   const int64_t T = kT > 0 ? kT : tokens, K = G * kBlock;
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(at::get_num_threads()) if (R * G * T >= kParallelMin)
   {
     // Per token, 32 lane sums: the inner loop is a plain vector FMA, no reduction.
     std::vector<float> heap(kT > 0 ? 0 : T * kBlock);

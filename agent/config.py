@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from tools.base import Tool
+from tools.base import Tool, validation_problems
 
 ENV_PREFIX = "OSS_AGENT_"
 NO_MODEL_HELP = """No model configured. Either download gpt-oss weights and point at them:
@@ -96,12 +96,9 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
         raise ConfigError(
-            f"invalid settings ({problems}); check the flags, {ENV_PREFIX}* variables and {path}"
+            f"invalid settings ({validation_problems(exc)}); check the flags, "
+            f"{ENV_PREFIX}* variables and {path}"
         ) from None
 
 

@@ -81,8 +81,14 @@ def validate_arguments(text: str, model: type[ArgumentsT], tool: str, hint: str)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        raise ToolError(f"Invalid arguments for {tool}: {problems}. {hint}") from None
+        raise ToolError(
+            f"Invalid arguments for {tool}: {validation_problems(exc)}. {hint}"
+        ) from None
+
+
+def validation_problems(error: ValidationError) -> str:
+    """pydantic's errors as one line: `field: what is wrong; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+        for err in error.errors(include_url=False)
+    )

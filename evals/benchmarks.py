@@ -119,8 +119,11 @@ class GPQA(Benchmark):
 
     def item(self, row, index):
         choices = [row["Correct Answer"]] + [row[f"Incorrect Answer {n}"] for n in (1, 2, 3)]
-        return {"id": row.get("Record ID") or str(index), "question": row["Question"],
-                "choices": [c.strip() for c in choices]}  # fmt: skip
+        return {
+            "id": row.get("Record ID") or str(index),
+            "question": row["Question"],
+            "choices": [c.strip() for c in choices],
+        }
 
     def sample(self, item, repeat, seed=0):
         order = list(range(4))
@@ -138,11 +141,16 @@ class MMLU(Benchmark):
     """MMLU (simple-evals' csv: Question, A-D, Answer, Subject)."""
 
     def item(self, row, index):
-        return {"id": f"{row.get('Subject', 'mmlu')}-{index}", "question": row["Question"],
-                "choices": [row[k] for k in "ABCD"], "answer": row["Answer"].strip()}  # fmt: skip
+        return {
+            "id": f"{row.get('Subject', 'mmlu')}-{index}",
+            "question": row["Question"],
+            "choices": [row[k] for k in "ABCD"],
+            "answer": row["Answer"].strip(),
+        }
 
     def sample(self, item, repeat, seed=0):
-        task = f"{item['question'].strip()}\n\n{_choices_text(item['choices'])}\n\n{CHOICE_INSTRUCTION}"
+        choices = _choices_text(item["choices"])
+        task = f"{item['question'].strip()}\n\n{choices}\n\n{CHOICE_INSTRUCTION}"
         return Sample(self.name, item["id"], repeat, task, item["answer"], grader="choice")
 
     async def grade(self, sample, answer, rubric):
@@ -158,8 +166,11 @@ class AIME(Benchmark):
         if question is None or answer is None:
             raise DataError(f"{self.name}: row {index} has no problem/question or answer field")
         item_id = row.get("id", row.get("ID"))
-        return {"id": str(index if item_id is None else item_id), "question": str(question),
-                "answer": str(answer).strip()}  # fmt: skip
+        return {
+            "id": str(index if item_id is None else item_id),
+            "question": str(question),
+            "answer": str(answer).strip(),
+        }
 
     def sample(self, item, repeat, seed=0):
         task = f"{item['question'].strip()}\n{BOXED_INSTRUCTION}"
@@ -177,15 +188,20 @@ class HealthBench(Benchmark):
         turns = [(m["role"], m["content"]) for m in row["prompt"]]
         if not turns or turns[-1][0] != "user":
             raise DataError(f"{self.name}: prompt {index} does not end with a user message")
-        return {"id": row.get("prompt_id") or str(index), "turns": turns,
-                "rubric": row["rubrics"]}  # fmt: skip
+        return {"id": row.get("prompt_id") or str(index), "turns": turns, "rubric": row["rubrics"]}
 
     def sample(self, item, repeat, seed=0):
         *history, (_, task) = item["turns"]
         return Sample(
-            self.name, item["id"], repeat, task, gold="", history=tuple(history),
-            rubric=tuple(item["rubric"]), grader="rubric",
-        )  # fmt: skip
+            self.name,
+            item["id"],
+            repeat,
+            task,
+            gold="",
+            history=tuple(history),
+            rubric=tuple(item["rubric"]),
+            grader="rubric",
+        )
 
     async def grade(self, sample, answer, rubric):
         if rubric is None:
@@ -249,9 +265,15 @@ class UserJSONL(Benchmark):
                 f"{self.name}: line {index + 1}: a choice answer must be one of the letters "
                 f"{', '.join(letters)} (or the text of one of the choices)"
             )
-        return {"id": parsed.id or str(index), "question": parsed.question, "answer": answer,
-                "grader": parsed.grader, "choices": parsed.choices or [], "letters": letters,
-                "format": parsed.format_instructions}  # fmt: skip
+        return {
+            "id": parsed.id or str(index),
+            "question": parsed.question,
+            "answer": answer,
+            "grader": parsed.grader,
+            "choices": parsed.choices or [],
+            "letters": letters,
+            "format": parsed.format_instructions,
+        }
 
     def sample(self, item, repeat, seed=0):
         parts = [item["question"].strip()]
@@ -263,9 +285,14 @@ class UserJSONL(Benchmark):
         if instructions:
             parts.append(instructions)
         return Sample(
-            self.name, item["id"], repeat, "\n\n".join(parts), item["answer"],
-            grader=item["grader"], letters=item["letters"],
-        )  # fmt: skip
+            self.name,
+            item["id"],
+            repeat,
+            "\n\n".join(parts),
+            item["answer"],
+            grader=item["grader"],
+            letters=item["letters"],
+        )
 
     async def grade(self, sample, answer, rubric):
         if sample.grader == "choice":
@@ -284,31 +311,69 @@ def _builtin() -> dict[str, Benchmark]:
     return {
         b.name: b
         for b in [
-            GPQA("gpqa", "GPQA Diamond", (f"{_BLOB}/gpqa_diamond.csv",), "gpqa_sample.csv",
-                 ("browser",), Published((67.1, 73.1, 80.1), (56.8, 66.0, 71.5)),
-                 Published((68.1, 73.5, 80.9), (58.0, 67.1, 74.2))),
-            AIME("aime24", "AIME 2024",
-                 (f"{_HF}/HuggingFaceH4/aime_2024/resolve/main/data/train-00000-of-00001.parquet",),
-                 "aime2024_sample.parquet", ("python",),
-                 Published((56.3, 80.4, 95.8), (42.1, 80.0, 92.1)),
-                 Published((75.4, 87.9, 96.6), (61.2, 86.0, 96.0))),
-            AIME("aime25", "AIME 2025",
-                 (f"{_HF}/opencompass/AIME2025/raw/main/aime2025-I.jsonl",
-                  f"{_HF}/opencompass/AIME2025/raw/main/aime2025-II.jsonl"),
-                 "aime2025_sample.jsonl", ("python",), aime25, aime25_tools),
-            HealthBench("healthbench", "HealthBench",
-                        (f"{_BLOB}/healthbench/2025-05-07-06-14-12_oss_eval.jsonl",),
-                        "healthbench_sample.jsonl", (), health, needs_grader=True),
-            HealthBench("healthbench_hard", "HealthBench Hard",
-                        (f"{_BLOB}/healthbench/hard_2025-05-08-21-00-10.jsonl",),
-                        "healthbench_sample.jsonl", needs_grader=True),
-            HealthBench("healthbench_consensus", "HealthBench Consensus",
-                        (f"{_BLOB}/healthbench/consensus_2025-05-09-20-00-46.jsonl",),
-                        "healthbench_sample.jsonl", needs_grader=True),
-            MMLU("mmlu", "MMLU", (f"{_BLOB}/mmlu.csv",), "mmlu_sample.csv", (),
-                 Published((85.9, 88.0, 90.0), (80.4, 84.0, 85.3))),
+            GPQA(
+                "gpqa",
+                "GPQA Diamond",
+                (f"{_BLOB}/gpqa_diamond.csv",),
+                "gpqa_sample.csv",
+                ("browser",),
+                Published((67.1, 73.1, 80.1), (56.8, 66.0, 71.5)),
+                Published((68.1, 73.5, 80.9), (58.0, 67.1, 74.2)),
+            ),
+            AIME(
+                "aime24",
+                "AIME 2024",
+                (f"{_HF}/HuggingFaceH4/aime_2024/resolve/main/data/train-00000-of-00001.parquet",),
+                "aime2024_sample.parquet",
+                ("python",),
+                Published((56.3, 80.4, 95.8), (42.1, 80.0, 92.1)),
+                Published((75.4, 87.9, 96.6), (61.2, 86.0, 96.0)),
+            ),
+            AIME(
+                "aime25",
+                "AIME 2025",
+                (
+                    f"{_HF}/opencompass/AIME2025/raw/main/aime2025-I.jsonl",
+                    f"{_HF}/opencompass/AIME2025/raw/main/aime2025-II.jsonl",
+                ),
+                "aime2025_sample.jsonl",
+                ("python",),
+                aime25,
+                aime25_tools,
+            ),
+            HealthBench(
+                "healthbench",
+                "HealthBench",
+                (f"{_BLOB}/healthbench/2025-05-07-06-14-12_oss_eval.jsonl",),
+                "healthbench_sample.jsonl",
+                (),
+                health,
+                needs_grader=True,
+            ),
+            HealthBench(
+                "healthbench_hard",
+                "HealthBench Hard",
+                (f"{_BLOB}/healthbench/hard_2025-05-08-21-00-10.jsonl",),
+                "healthbench_sample.jsonl",
+                needs_grader=True,
+            ),
+            HealthBench(
+                "healthbench_consensus",
+                "HealthBench Consensus",
+                (f"{_BLOB}/healthbench/consensus_2025-05-09-20-00-46.jsonl",),
+                "healthbench_sample.jsonl",
+                needs_grader=True,
+            ),
+            MMLU(
+                "mmlu",
+                "MMLU",
+                (f"{_BLOB}/mmlu.csv",),
+                "mmlu_sample.csv",
+                (),
+                Published((85.9, 88.0, 90.0), (80.4, 84.0, 85.3)),
+            ),
         ]
-    }  # fmt: skip
+    }
 
 
 BENCHMARK_NAMES = tuple(_builtin())

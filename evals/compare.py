@@ -105,7 +105,7 @@ def compare_runs(a: str | Path, b: str | Path) -> Comparison:
                 high,
                 n,
                 flips,
-            )  # fmt: skip
+            )
         )
     return Comparison(str(a), str(b), changes)
 

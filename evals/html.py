@@ -23,7 +23,8 @@ details.sample { border: 1px solid #ddd; margin: .25rem 0; padding: .25rem .5rem
 details.reasoning { color: #666; } .msg { margin: .5rem 0; }
 pre { white-space: pre-wrap; word-break: break-word; margin: .25rem 0; }
 .correct { color: #137333; } .wrong { color: #b3261e; } .no_answer, .truncated { color: #a15c00; }
-.error { color: #7b1fa2; } .tool { background: #f5f7ff; border-left: 3px solid #5b6ee1; padding: .25rem .5rem; }
+.error { color: #7b1fa2; }
+.tool { background: #f5f7ff; border-left: 3px solid #5b6ee1; padding: .25rem .5rem; }
 .role { font-weight: 600; }
 """
 
@@ -62,17 +63,41 @@ def html_page(report: Report) -> str:
 
 def _table(report: Report) -> str:
     head = (
-        "benchmark", "effort", "accuracy %", "95% CI", "n", "no answer", "truncated", "errors",
-        "reasoning tok", "total tok", "p50 s", "p90 s", "tool calls", "published 20b", "published 120b",
-    )  # fmt: skip
+        "benchmark",
+        "effort",
+        "accuracy %",
+        "95% CI",
+        "n",
+        "no answer",
+        "truncated",
+        "errors",
+        "reasoning tok",
+        "total tok",
+        "p50 s",
+        "p90 s",
+        "tool calls",
+        "published 20b",
+        "published 120b",
+    )
     rows = []
     for r in report.rows:
         cells = (
-            r.benchmark, r.effort, pct(r.accuracy), f"{pct(r.ci_low)}-{pct(r.ci_high)}",
-            r.samples, r.no_answer, r.truncated, r.errors, f"{r.reasoning_tokens:.0f}",
-            f"{r.completion_tokens:.0f}", f"{r.latency_p50:.2f}", f"{r.latency_p90:.2f}",
-            f"{r.tool_calls:.2f}", _published(r, "gpt-oss-20b"), _published(r, "gpt-oss-120b"),
-        )  # fmt: skip
+            r.benchmark,
+            r.effort,
+            pct(r.accuracy),
+            f"{pct(r.ci_low)}-{pct(r.ci_high)}",
+            r.samples,
+            r.no_answer,
+            r.truncated,
+            r.errors,
+            f"{r.reasoning_tokens:.0f}",
+            f"{r.completion_tokens:.0f}",
+            f"{r.latency_p50:.2f}",
+            f"{r.latency_p90:.2f}",
+            f"{r.tool_calls:.2f}",
+            _published(r, "gpt-oss-20b"),
+            _published(r, "gpt-oss-120b"),
+        )
         rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
     table = [
         '<table id="results"><thead><tr>',
@@ -84,7 +109,8 @@ def _table(report: Report) -> str:
     if report.differences:
         table.append(
             '<table id="differences"><thead><tr><th>benchmark</th><th>effort change</th>'
-            "<th>accuracy change (points)</th><th>95% paired CI</th><th>items</th></tr></thead><tbody>"
+            "<th>accuracy change (points)</th><th>95% paired CI</th><th>items</th></tr>"
+            "</thead><tbody>"
         )
         for d in report.differences:
             change = "n/a" if not math.isfinite(d.difference) else f"{100 * d.difference:+.1f}"
@@ -123,14 +149,16 @@ def plot(name: str, rows: list[Row], width: int = 420, height: int = 300) -> str
 
     svg = [
         f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(name)} accuracy against reasoning tokens">',
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(name)}: accuracy against reasoning tokens">',
         f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(name)}</text>',
         f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="#888"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0)}" stroke="#888"/>',
     ]
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         svg.append(
-            f'<text x="{left - 6}" y="{y(tick) + 4}" text-anchor="end" font-size="10">{tick * 100:.0f}</text>'
+            f'<text x="{left - 6}" y="{y(tick) + 4}" text-anchor="end" font-size="10">'
+            f"{tick * 100:.0f}</text>"
             f'<line x1="{left}" y1="{y(tick)}" x2="{width - right}" y2="{y(tick)}" stroke="#eee"/>'
         )
     for decade in range(math.ceil(lo_x), math.floor(hi_x) + 1):
@@ -139,7 +167,8 @@ def plot(name: str, rows: list[Row], width: int = 420, height: int = 300) -> str
             f"{10**decade:,}</text>"
         )
     svg.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle" font-size="11">'
+        f'<text x="{(left + width - right) / 2}" y="{height - 8}" text-anchor="middle" '
+        'font-size="11">'
         "mean reasoning tokens per sample (log)</text>"
         f'<text x="14" y="{(top + y(0)) / 2}" text-anchor="middle" font-size="11" '
         f'transform="rotate(-90 14 {(top + y(0)) / 2})">accuracy %</text>'
@@ -158,7 +187,8 @@ def plot(name: str, rows: list[Row], width: int = 420, height: int = 300) -> str
             f'<circle class="point" data-effort="{escape(r.effort)}" cx="{cx:.1f}" '
             f'cy="{y(r.accuracy):.1f}" r="5" fill="{color}"><title>{escape(r.effort)}: '
             f"{pct(r.accuracy)}% at {r.reasoning_tokens:.0f} tokens</title></circle>"
-            f'<text x="{cx + 8:.1f}" y="{y(r.accuracy) - 6:.1f}" font-size="11">{escape(r.effort)}</text>'
+            f'<text x="{cx + 8:.1f}" y="{y(r.accuracy) - 6:.1f}" font-size="11">'
+            f"{escape(r.effort)}</text>"
         )
     svg.append("</svg>")
     return "".join(svg)
@@ -176,7 +206,8 @@ def _sample(record: dict[str, Any]) -> str:
     outcome = record["outcome"]
     usage = record["usage"]
     summary = (
-        f"{escape(record['benchmark'])} / {escape(record['effort'])} / item {escape(str(record['item']))}"
+        f"{escape(record['benchmark'])} / {escape(record['effort'])} / "
+        f"item {escape(str(record['item']))}"
         f' / repeat {record["repeat"]}: <span class="{outcome}">{outcome.replace("_", " ")}</span>'
         f" ({usage['reasoning_tokens']} reasoning tokens, {record['seconds']:.1f} s)"
     )

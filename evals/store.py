@@ -43,9 +43,16 @@ class RunSettings(BaseModel):
     data: dict[str, str] = {}
 
     SAME_ON_RESUME: ClassVar[tuple[str, ...]] = (
-        "model", "tools", "max_tokens", "max_turns", "temperature", "seed", "grader_model",
-        "sample_data", "data",
-    )  # fmt: skip
+        "model",
+        "tools",
+        "max_tokens",
+        "max_turns",
+        "temperature",
+        "seed",
+        "grader_model",
+        "sample_data",
+        "data",
+    )
 
 
 class ResumeError(ValueError):

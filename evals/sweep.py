@@ -214,15 +214,21 @@ class Sweep:
         # Servers are checked before any sample; a local engine failed already at load.
         if _is_remote(self.engine):
             await asyncio.to_thread(
-                preflight, self.engine, retries=self.retries, backoff=self.backoff,
+                preflight,
+                self.engine,
+                retries=self.retries,
+                backoff=self.backoff,
                 name=self.settings.model,
-            )  # fmt: skip
+            )
         needs_grader = any(b.needs_grader for b, _, _ in todo)
         if _is_remote(self.grader_engine) and needs_grader:
             await asyncio.to_thread(
-                preflight, self.grader_engine, retries=self.retries, backoff=self.backoff,
+                preflight,
+                self.grader_engine,
+                retries=self.retries,
+                backoff=self.backoff,
                 name=self.settings.grader_model or "the grader model",
-            )  # fmt: skip
+            )
         rubric = RubricGrader(self.grader_engine) if self.grader_engine is not None else None
         gate = asyncio.Semaphore(self.concurrency)
 
@@ -310,7 +316,7 @@ class Sweep:
                     "is_error": c.is_error,
                 }
                 for c in (result.tool_calls if result is not None else [])
-            ],  # fmt: skip
+            ],
             "final_output": result.final_output if result is not None else "",
             "transcript": _transcript(result.conversation.messages) if result else [],
         }

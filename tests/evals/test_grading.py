@@ -102,7 +102,10 @@ def test_exact_ignores_case_and_markup_only() -> None:
     assert grade_exact("Answer: **Paris**.", "paris").outcome == "correct"
     assert grade_exact("Paris", "Paris").outcome == "correct"
     assert grade_exact("Answer: Lyon", "Paris").outcome == "wrong"
-    assert grade_exact("I would say the capital is Paris but I am unsure of it all", "Paris").outcome == "no_answer"
+    assert (
+        grade_exact("I would say the capital is Paris but I am unsure of it all", "Paris").outcome
+        == "no_answer"
+    )
 
 
 def test_math_equal_works_off_the_main_thread() -> None:

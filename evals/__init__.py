@@ -13,11 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.compare import Comparison, compare_runs
-from evals.report import Report, load_report
-from evals.store import RunSettings
-
 if TYPE_CHECKING:
+    from evals.compare import Comparison, compare_runs
+    from evals.report import Report, load_report
+    from evals.store import RunSettings
     from evals.sweep import Progress
     from runtime.engine import Engine
 
@@ -50,6 +49,8 @@ def run_eval(
     healthbench_consensus, mmlu) or paths of JSONL files. `sample_data` uses the small
     files shipped in `evals/data`; `data` maps a benchmark to its own file or URL.
     """
+    from evals.report import load_report
+    from evals.store import RunSettings
     from evals.sweep import Sweep
 
     settings = RunSettings(
@@ -81,3 +82,20 @@ def run_eval(
     report = load_report(out)
     report.write(out)
     return report
+
+
+def __getattr__(name: str) -> Any:
+    """The API loads on first use, so `oss-agent` starts fast whatever the subcommand."""
+    if name in ("Comparison", "compare_runs"):
+        from evals import compare
+
+        return getattr(compare, name)
+    if name in ("Report", "load_report"):
+        from evals import report
+
+        return getattr(report, name)
+    if name == "RunSettings":
+        from evals.store import RunSettings
+
+        return RunSettings
+    raise AttributeError(f"module 'evals' has no attribute {name!r}")

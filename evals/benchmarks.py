@@ -86,8 +86,15 @@ class Benchmark:
             self.load()
         return self.items_
 
-    def published_at(self, effort: str, with_tools: bool) -> dict[str, float]:
-        table = self.published_with_tools if with_tools else self.published
+    def published_at(self, effort: str, tools: Sequence[str] = ()) -> dict[str, float]:
+        """The model card's scores for a run at `effort` with `tools`: its "with tools" row
+        only when the run had the tool the card used (python for AIME, browser for GPQA)."""
+        if not tools:
+            table = self.published
+        elif set(tools) & set(self.tools):
+            table = self.published_with_tools
+        else:
+            table = None
         return table.at(effort) if table is not None else {}
 
     # -- per benchmark --------------------------------------------------------------------
@@ -377,6 +384,14 @@ def _builtin() -> dict[str, Benchmark]:
 
 
 BENCHMARK_NAMES = tuple(_builtin())
+
+
+def published_scores(name: str, effort: str, tools: Sequence[str] = ()) -> dict[str, float]:
+    """Model-card scores for a built-in benchmark at one effort; {} for anything else."""
+    benchmark = _builtin().get(name)
+    if benchmark is None or effort not in EFFORTS:
+        return {}
+    return benchmark.published_at(effort, tools)
 
 
 def get_benchmark(name: str) -> Benchmark:

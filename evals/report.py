@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.benchmarks import EFFORTS, get_benchmark
+from evals.benchmarks import EFFORTS, published_scores
 from evals.stats import bootstrap_mean, paired_difference, percentile
 from evals.store import RunSettings, RunStore
 
@@ -133,12 +133,7 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings | None = None
         for r in group:
             outcomes[r["outcome"]] += 1
         seconds = [r["seconds"] for r in group]
-        published: dict[str, float] = {}
-        try:
-            with_tools = bool(group[0].get("tools"))
-            published = get_benchmark(name).published_at(effort, with_tools)
-        except (ValueError, RuntimeError):  # a user's benchmark, or an unknown effort
-            pass
+        published = published_scores(name, effort, group[0].get("tools") or [])
         rows.append(
             Row(
                 benchmark=name,

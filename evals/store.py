@@ -34,6 +34,7 @@ class RunSettings(BaseModel):
     repeats: int = 1
     limit: int | None = None
     tools: list[str] = []
+    browser_backend: str | None = None
     max_tokens: int = 32768
     max_turns: int = 20
     temperature: float = 1.0

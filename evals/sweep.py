@@ -173,9 +173,21 @@ class Sweep:
         self.benchmarks = [get_benchmark(name) for name in settings.benchmarks]
 
     def _builtin_tools(self) -> list[Tool]:
-        from agent.config import Settings, make_tools
+        """Fresh tools per sample (a new python kernel each time); the browser backend comes
+        from the settings, the environment or the config file, as for `oss-agent run`."""
+        from agent.config import load_settings, make_tools
 
-        return make_tools(self.settings.tools, Settings(tools=self.settings.tools))
+        flags = {"tools": self.settings.tools, "browser_backend": self.settings.browser_backend}
+        return make_tools(self.settings.tools, load_settings(flags))
+
+    async def _check_tools(self) -> None:
+        """Tools that cannot even be made (unknown name, missing API key) stop the run."""
+        try:
+            tools = self.tools()
+        except Exception as exc:
+            raise ValueError(f"the tools {self.settings.tools} cannot be used: {exc}") from exc
+        for tool in tools:
+            await tool.aclose()
 
     def plan(self) -> list[tuple[Benchmark, str, Sample]]:
         """Every sample of the run, in order (done ones included)."""
@@ -211,6 +223,7 @@ class Sweep:
         progress.skipped = progress.done
         if not todo:
             return progress
+        await self._check_tools()
         # Servers are checked before any sample; a local engine failed already at load.
         if _is_remote(self.engine):
             await asyncio.to_thread(

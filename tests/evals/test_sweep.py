@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scripted_engine import ScriptedEngine, analysis, final, raw, sampled
+from scripted_engine import ScriptedEngine, analysis, call, final, raw, sampled
 
 from evals import compare_runs, load_report, run_eval
 from evals.data import SAMPLES
@@ -162,7 +162,10 @@ def mini_checkpoint(tmp_path_factory):
     return write_random_checkpoint(tmp_path_factory.mktemp("mini"), "mini", seed=0)
 
 
-def test_sweep_runs_the_local_runtime(tmp_path, mini_checkpoint) -> None:
+def test_sweep_runs_the_local_runtime(tmp_path, mini_checkpoint, monkeypatch) -> None:
+    # The PyTorch path: building the fused kernel (tested in tests/runtime) takes minutes
+    # on a cold cache and says nothing about the sweep.
+    monkeypatch.setenv("OSS_AGENT_NO_KERNELS", "1")
     report = run_eval(
         str(mini_checkpoint),
         ["aime25"],
@@ -177,3 +180,24 @@ def test_sweep_runs_the_local_runtime(tmp_path, mini_checkpoint) -> None:
     assert record["outcome"] == "truncated" and record["usage"]["completion_tokens"] == 4
     assert record["usage"]["prompt_tokens"] > 50
     assert (tmp_path / "report.html").exists() and (tmp_path / "report.json").exists()
+
+
+def test_tools_are_real_in_the_sweep(tmp_path, sandbox_image) -> None:
+    # AIME with python: the model's code runs in the real sandbox and its output comes back.
+    engine = ScriptedEngine(
+        [
+            sampled(analysis("check"), call("python", "print((12**2 + 16**2) ** 0.5)")),
+            sampled(final("The diagonal is \\boxed{20}.")),
+        ]
+    )
+    report = run_eval(
+        engine, ["aime25"], ["low"], out=tmp_path, limit=1, tools=["python"], sample_data=True
+    )
+    (record,) = report.records
+    assert record["outcome"] == "correct" and record["tools"] == ["python"]
+    (tool_call,) = record["tool_calls"]
+    assert tool_call["recipient"] == "python" and "20.0" in tool_call["output"]
+    assert "20.0" in engine.prompt_text(1)  # the tool's output went back to the model
+    row = report.row("aime25", "low")
+    assert row.tool_calls == 1.0
+    assert row.published == {"gpt-oss-120b": 72.9, "gpt-oss-20b": 57.5}  # the with-tools row

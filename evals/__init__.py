@@ -40,7 +40,7 @@ def run_eval(
     sample_data: bool = False,
     data: dict[str, str] | None = None,
     concurrency: int | None = None,
-    on_record: Callable[[dict[str, Any], Progress], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> Report:
     """Run (or resume) the sweep in `out`, then write and return its report.
 
@@ -76,7 +76,7 @@ def run_eval(
         engine=None if isinstance(model, str) else model,
         grader_engine=None if isinstance(grader_model, str | None) else grader_model,
         concurrency=concurrency,
-        on_record=on_record,
+        on_progress=on_progress,
     )
     sweep.run()
     report = load_report(out)

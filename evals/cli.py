@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 eval_app = typer.Typer(
@@ -93,6 +92,7 @@ def run(
             repeats=repeats,
             limit=limit,
             tools=settings.tools,
+            browser_backend=settings.browser_backend if "browser" in settings.tools else None,
             max_tokens=max_tokens,
             max_turns=max_turns,
             temperature=temperature,
@@ -115,7 +115,7 @@ def run(
         )
         task = bar.add_task("eval", total=None, accuracy="-", speed="0")
 
-        def on_record(record: dict[str, Any], progress: Any) -> None:
+        def on_progress(progress: Any) -> None:
             accuracy = progress.accuracy
             bar.update(
                 task,
@@ -125,7 +125,7 @@ def run(
                 speed=f"{progress.tokens_per_second:.0f}",
             )
 
-        sweep = Sweep(run_settings, folder, concurrency=concurrency, on_record=on_record)
+        sweep = Sweep(run_settings, folder, concurrency=concurrency, on_progress=on_progress)
         with bar:
             progress = sweep.run()
     except (ConfigError, DataError, ResumeError, EngineUnusable, ValueError, RuntimeError) as exc:
@@ -135,7 +135,7 @@ def run(
         raise typer.Exit(130) from None
     report = load_report(folder)
     paths = report.write(folder)
-    Console().print(Markdown(report.to_markdown()))
+    typer.echo(report.to_markdown())
     console.print(f"results in {folder}: {', '.join(p.name for p in paths.values())}")
     if progress.errors:
         console.print(

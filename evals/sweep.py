@@ -48,6 +48,7 @@ class Progress:
     errors: int = 0
     completion_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
+    last: dict[str, Any] | None = None  # the latest sample's record
 
     @property
     def accuracy(self) -> float | None:
@@ -66,6 +67,7 @@ class Progress:
         return (time.monotonic() - self.started) / ran * (self.total - self.done)
 
     def add(self, record: dict[str, Any]) -> None:
+        self.last = record
         self.done += 1
         self.completion_tokens += record["usage"]["completion_tokens"]
         if record["outcome"] == "error":
@@ -157,7 +159,7 @@ class Sweep:
         concurrency: int | None = None,
         retries: int = 2,
         backoff: float = 1.0,
-        on_record: Callable[[dict[str, Any], Progress], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = RunStore(out)
@@ -166,10 +168,11 @@ class Sweep:
         if grader_engine is None and settings.grader_model:
             self.grader_engine = load_engine(settings.grader_model)
         self.tools = tools or self._builtin_tools
-        self.concurrency = concurrency or (8 if _is_remote(self.engine) else 1)
+        # A local model holds one KV cache: its samples run one at a time.
+        self.concurrency = (concurrency or 8) if _is_remote(self.engine) else 1
         self.retries = retries
         self.backoff = backoff
-        self.on_record = on_record
+        self.on_progress = on_progress
         self.benchmarks = [get_benchmark(name) for name in settings.benchmarks]
 
     def _builtin_tools(self) -> list[Tool]:
@@ -221,6 +224,8 @@ class Sweep:
         ]
         progress = Progress(total=len(plan), done=len(plan) - len(todo))
         progress.skipped = progress.done
+        if self.on_progress is not None:
+            self.on_progress(progress)
         if not todo:
             return progress
         await self._check_tools()
@@ -250,8 +255,8 @@ class Sweep:
                 record = await self.run_sample(benchmark, effort, sample, rubric)
             self.store.append(record)
             progress.add(record)
-            if self.on_record is not None:
-                self.on_record(record, progress)
+            if self.on_progress is not None:
+                self.on_progress(progress)
 
         await asyncio.gather(*(one(*job) for job in todo))
         return progress

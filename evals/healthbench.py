@@ -8,6 +8,8 @@ reply that is not that JSON (after one more try) makes the sample an error, not 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,11 @@ class RubricGrader:
         self, engine: Engine, *, effort: str = "low", max_tokens: int = 4096, attempts: int = 2
     ) -> None:
         self.engine = engine
+        from runtime.remote import RemoteEngine
+
+        # A local grader model holds one KV cache: one verdict at a time; servers take many.
+        remote = isinstance(engine, RemoteEngine)
+        self._gate = contextlib.nullcontext() if remote else asyncio.Lock()
         self.effort = effort
         self.max_tokens = max_tokens
         self.attempts = attempts
@@ -78,7 +85,8 @@ class RubricGrader:
             prompt = GRADER_TEMPLATE.format(
                 conversation=conversation, points=item["points"], criterion=item["criterion"]
             )
-            met.append(await self._verdict(prompt))
+            async with self._gate:
+                met.append(await self._verdict(prompt))
         score = rubric_score(list(sample.rubric), met)
         detail = f"{sum(met)}/{len(met)} rubric items met"
         return Grade("correct" if score >= 1.0 else "wrong", score, f"{score:.3f}", detail)

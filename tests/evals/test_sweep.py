@@ -138,6 +138,14 @@ def test_engine_failures_are_recorded_as_errors_not_scores(tmp_path) -> None:
     row = load_report(tmp_path).row("aime25", "low")
     assert (row.errors, row.accuracy) == (1, 1.0)  # errors are left out of accuracy
 
+    # Resuming runs the failed sample again, and only that one; its new result replaces
+    # the error.
+    engine = ScriptedEngine([sampled(final("\\boxed{48}"))])
+    Sweep(settings, tmp_path, engine=engine).run()
+    assert len(engine.prompts) == 1
+    row = load_report(tmp_path).row("aime25", "low")
+    assert (row.samples, row.errors, row.wrong, row.correct) == (3, 0, 1, 2)
+
 
 def test_compare_lists_flips_and_the_change(tmp_path) -> None:
     settings = dict(benchmarks=["aime25"], efforts=["low"], sample_data=True)

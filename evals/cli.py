@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 eval_app = typer.Typer(
     help="Score a model on reasoning benchmarks at each effort.", no_args_is_help=True
@@ -109,20 +110,20 @@ def run(
             MofNCompleteColumn(),
             TextColumn("acc {task.fields[accuracy]}"),
             TextColumn("{task.fields[speed]} tok/s"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("ETA {task.fields[eta]}"),
             console=console,
         )
-        task = bar.add_task("eval", total=None, accuracy="-", speed="0")
+        task = bar.add_task("eval", total=None, accuracy="-", speed="0", eta="-")
 
         def on_progress(progress: Any) -> None:
-            accuracy = progress.accuracy
+            accuracy, eta = progress.accuracy, progress.eta_seconds
             bar.update(
                 task,
                 total=progress.total,
                 completed=progress.done,
                 accuracy="-" if accuracy is None else f"{100 * accuracy:.1f}%",
                 speed=f"{progress.tokens_per_second:.0f}",
+                eta="-" if eta is None else str(datetime.timedelta(seconds=round(eta))),
             )
 
         sweep = Sweep(run_settings, folder, concurrency=concurrency, on_progress=on_progress)

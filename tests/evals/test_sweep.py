@@ -7,7 +7,9 @@ import json
 
 import pytest
 from scripted_engine import ScriptedEngine, analysis, call, final, raw, sampled
+from typer.testing import CliRunner
 
+from agent.cli import app
 from evals import compare_runs, load_report, run_eval
 from evals.data import SAMPLES
 from evals.store import RunSettings
@@ -161,6 +163,16 @@ def test_compare_lists_flips_and_the_change(tmp_path) -> None:
         ("2", "correct", "wrong"),
     ]
     assert "-66.7" in comparison.to_markdown()
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert shown.exit_code == 0 and "- 1, 0: correct -> wrong" in shown.output
+    report = runner.invoke(app, ["eval", "report", str(tmp_path / "b"), "--json"])
+    assert report.exit_code == 0
+    (row,) = json.loads(report.output)["rows"]
+    assert (row["benchmark"], row["correct"], row["wrong"]) == ("aime25", 1, 2)
+    missing = runner.invoke(app, ["eval", "report", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no results" in missing.output
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.harmony import Message, Role
-from agent.loop import Agent, load_engine
+from agent.loop import Agent, load_engine, parse_effort
 from evals.benchmarks import Benchmark, Sample, get_benchmark
 from evals.data import DataError
 from evals.grading import Grade
@@ -194,6 +194,8 @@ class Sweep:
 
     def plan(self) -> list[tuple[Benchmark, str, Sample]]:
         """Every sample of the run, in order (done ones included)."""
+        for effort in self.settings.efforts:
+            parse_effort(effort)  # an unknown effort stops the run here, not per sample
         plan = []
         for benchmark in self.benchmarks:
             benchmark.load(self.settings.data.get(benchmark.name), sample=self.settings.sample_data)

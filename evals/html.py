@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 80rem; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: right; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: .85rem; }
+th, td { border: 1px solid #ccc; padding: .2rem .4rem; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; }
 .plots { display: flex; flex-wrap: wrap; gap: 1rem; }
 details.sample { border: 1px solid #ddd; margin: .25rem 0; padding: .25rem .5rem; }
@@ -85,7 +86,7 @@ def _table(report: Report) -> str:
             r.benchmark,
             r.effort,
             pct(r.accuracy),
-            f"{pct(r.ci_low)}-{pct(r.ci_high)}",
+            f"{pct(r.ci_low)}\u2013{pct(r.ci_high)}",
             r.samples,
             r.no_answer,
             r.truncated,

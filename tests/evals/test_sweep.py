@@ -221,3 +221,22 @@ def test_tools_are_real_in_the_sweep(tmp_path, sandbox_image) -> None:
     row = report.row("aime25", "low")
     assert row.tool_calls == 1.0
     assert row.published == {"gpt-oss-120b": 72.9, "gpt-oss-20b": 57.5}  # the with-tools row
+
+
+def test_a_grader_that_gives_no_verdict_makes_an_error_not_a_score(tmp_path) -> None:
+    settings = RunSettings(
+        model="scripted",
+        benchmarks=["healthbench"],
+        efforts=["low"],
+        sample_data=True,
+        limit=1,
+        grader_model="scripted-grader",
+    )
+    engine = ScriptedEngine([sampled(final("Press firmly on the cut."))])
+    # Two tries at the first rubric item, neither of them JSON.
+    grader = ScriptedEngine([sampled(final("I think so.")), sampled(final("Yes, it is met."))])
+    sweep = Sweep(settings, tmp_path, engine=engine, grader_engine=grader)
+    sweep.run()
+    (record,) = sweep.store.records()
+    assert record["outcome"] == "error" and record["score"] is None
+    assert "JSON verdict" in record["error"]

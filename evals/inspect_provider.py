@@ -127,6 +127,11 @@ class OssAgentModel(ModelAPI):
         self._lock = asyncio.Lock() if not (base_url or model_name).startswith("http") else None
         self._ids = itertools.count(1)
 
+    def close(self) -> None:
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
     async def generate(
         self,
         input: list[ChatMessage],

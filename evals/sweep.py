@@ -167,6 +167,12 @@ class Sweep:
         self.grader_engine = grader_engine
         if grader_engine is None and settings.grader_model:
             self.grader_engine = load_engine(settings.grader_model)
+        # Engines made here from a path or URL are closed at the end of `run`.
+        self._owned = [
+            e
+            for e, given in ((self.engine, engine), (self.grader_engine, grader_engine))
+            if e is not None and given is None
+        ]
         self.tools = tools or self._builtin_tools
         # A local model holds one KV cache: its samples run one at a time.
         self.concurrency = (concurrency or 8) if _is_remote(self.engine) else 1
@@ -264,7 +270,13 @@ class Sweep:
         return progress
 
     def run(self) -> Progress:
-        return asyncio.run(self.arun())
+        try:
+            return asyncio.run(self.arun())
+        finally:
+            for engine in self._owned:
+                close = getattr(engine, "close", None)
+                if close is not None:
+                    close()
 
     async def run_sample(
         self, benchmark: Benchmark, effort: str, sample: Sample, rubric: RubricGrader | None

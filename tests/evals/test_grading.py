@@ -36,6 +36,9 @@ CHOICE = [
     ("The correct answer is (D) because the spin is conserved.", "D", "correct", "D"),
     ("Based on the data, option C fits.", "C", "no_answer", None),
     ("", "A", "no_answer", None),
+    ("Final answer: The answer is C.", "C", "correct", "C"),
+    ("\\boxed{C: 2.4 eV}", "C", "correct", "C"),
+    ("The answer is **B**.", "B", "correct", "B"),
 ]
 
 
@@ -60,6 +63,9 @@ INTEGER = [
     ("\\boxed{12} or \\boxed{15}", "15", "no_answer"),
     ("\\boxed{15} so \\boxed{15}", "15", "correct"),
     ("\\boxed{\\dfrac{3}{4}}", "42", "wrong"),
+    ("\\boxed{2^{10}}", "1024", "correct"),
+    ("\\boxed{75\\%}", "75", "correct"),
+    ("**Final Answer**\n\n\\[\n\\boxed{336}\n\\]", "336", "correct"),
 ]
 
 

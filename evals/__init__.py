@@ -1,10 +1,15 @@
 """Reasoning benchmarks scored across low / medium / high effort.
 
-from evals import run_eval, load_report, compare_runs
+    from evals import compare_runs, load_report, run_eval
 
-report = run_eval("http://localhost:8000", ["gpqa", "aime25"], ["low", "high"],
-                  out="runs/20b", repeats=4)
-print(report.to_markdown())
+    report = run_eval("http://localhost:8000", ["gpqa", "aime25"], ["low", "high"],
+                      out="runs/20b", repeats=4)
+    print(report.to_markdown())
+
+The pieces: `benchmarks` (data rows to questions, graders per benchmark), `data` (files and
+the download cache), `grading` (answer extraction), `healthbench` (rubric grading),
+`sweep` (the run), `store` (the results file), `retry`, `stats`, `report`, `html`,
+`compare`, `cli`, `inspect_provider`.
 """
 
 from __future__ import annotations

@@ -163,23 +163,26 @@ class Sweep:
     ) -> None:
         self.settings = settings
         self.store = RunStore(out)
-        self.engine = engine if engine is not None else load_engine(settings.model)
+        # Engines given as objects are used as they are; the ones named by `settings` load
+        # only once the plan is known to be good (a bad flag must not wait for weights), and
+        # are closed at the end of `run`.
+        self.engine = engine
         self.grader_engine = grader_engine
-        if grader_engine is None and settings.grader_model:
-            self.grader_engine = load_engine(settings.grader_model)
-        # Engines made here from a path or URL are closed at the end of `run`.
-        self._owned = [
-            e
-            for e, given in ((self.engine, engine), (self.grader_engine, grader_engine))
-            if e is not None and given is None
-        ]
+        self._owned: list[Engine] = []
         self.tools = tools or self._builtin_tools
-        # A local model holds one KV cache: its samples run one at a time.
-        self.concurrency = (concurrency or 8) if _is_remote(self.engine) else 1
+        self.concurrency = concurrency
         self.retries = retries
         self.backoff = backoff
         self.on_progress = on_progress
         self.benchmarks = [get_benchmark(name) for name in settings.benchmarks]
+
+    def _open_engines(self) -> None:
+        if self.engine is None:
+            self.engine = load_engine(self.settings.model)
+            self._owned.append(self.engine)
+        if self.grader_engine is None and self.settings.grader_model:
+            self.grader_engine = load_engine(self.settings.grader_model)
+            self._owned.append(self.grader_engine)
 
     def _builtin_tools(self) -> list[Tool]:
         """Fresh tools per sample (a new python kernel each time); the browser backend comes
@@ -209,7 +212,7 @@ class Sweep:
             ids = [item["id"] for item in items]
             if len(set(ids)) != len(ids):
                 raise DataError(f"{benchmark.name}: item ids repeat; every item needs its own id")
-            if benchmark.needs_grader and self.grader_engine is None:
+            if benchmark.needs_grader and not (self.grader_engine or self.settings.grader_model):
                 raise ValueError(
                     f"{benchmark.name} is graded by a grader model: pass grader_model= "
                     "(--grader-model PATH|URL)"
@@ -237,6 +240,7 @@ class Sweep:
         if not todo:
             return progress
         await self._check_tools()
+        self._open_engines()
         # Servers are checked before any sample; a local engine failed already at load.
         if _is_remote(self.engine):
             await asyncio.to_thread(
@@ -256,7 +260,8 @@ class Sweep:
                 name=self.settings.grader_model or "the grader model",
             )
         rubric = RubricGrader(self.grader_engine) if self.grader_engine is not None else None
-        gate = asyncio.Semaphore(self.concurrency)
+        # A local model holds one KV cache: its samples run one at a time.
+        gate = asyncio.Semaphore((self.concurrency or 8) if _is_remote(self.engine) else 1)
 
         async def one(benchmark: Benchmark, effort: str, sample: Sample) -> None:
             async with gate:

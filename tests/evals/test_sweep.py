@@ -240,3 +240,20 @@ def test_a_grader_that_gives_no_verdict_makes_an_error_not_a_score(tmp_path) -> 
     (record,) = sweep.store.records()
     assert record["outcome"] == "error" and record["score"] is None
     assert "JSON verdict" in record["error"]
+
+
+def test_setting_problems_surface_before_any_engine_loads(tmp_path) -> None:
+    # The checkpoint does not exist: the missing grader is reported first, not the path.
+    settings = RunSettings(
+        model=str(tmp_path / "no-such-checkpoint"),
+        benchmarks=["healthbench"],
+        efforts=["low"],
+        sample_data=True,
+    )
+    with pytest.raises(ValueError, match="grader model"):
+        Sweep(settings, tmp_path / "run").run()
+    # A finished run is reported again without loading anything.
+    done = RunSettings(model="scripted", benchmarks=["aime25"], efforts=["low"], sample_data=True)
+    Sweep(done, tmp_path / "done", engine=ScriptedEngine([sampled(final("1"))] * 3)).run()
+    progress = Sweep(done.model_copy(), tmp_path / "done").run()  # model "scripted": no engine
+    assert (progress.done, progress.total, progress.skipped) == (3, 3, 3)

@@ -167,7 +167,13 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 def _arguments_model(
     fn: Callable[..., Any], name: str, arg_docs: dict[str, str]
 ) -> type[BaseModel]:
-    hints = get_type_hints(fn, include_extras=True)
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise TypeError(
+            f"function tool {name}: a type hint cannot be resolved ({exc}); import the "
+            "type where the function is defined"
+        ) from None
     try:
         parameters = inspect.signature(fn).parameters.values()
     except ValueError:

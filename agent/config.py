@@ -120,17 +120,25 @@ def check_model(model: str) -> str:
             f"model {model!r} looks like a server address without its scheme; "
             f"write it as a URL: --model http://{model}"
         )
-    if _REPO_ID.match(model):
-        folder = model.split("/")[1]
+    owner, _, name = model.partition("/")
+    if _REPO_ID.match(model) and name != "original" and not Path(owner).exists():
         raise ConfigError(
             f"model {model!r} is not a folder here. If it is a Hugging Face model id, "
             f"oss-agent does not download weights; fetch them once with\n\n"
-            f"    {HF_DOWNLOAD.format(repo=model, folder=folder)}\n\n"
-            f"and pass --model {folder}/original"
+            f"    {HF_DOWNLOAD.format(repo=model, folder=name)}\n\n"
+            f"and pass --model {name}/original"
+        )
+    download = ""
+    if "gpt-oss" in model.lower():
+        folder = Path(model).parts[0]
+        repo = "openai/gpt-oss-120b" if "120b" in model else "openai/gpt-oss-20b"
+        download = (
+            f" To download the weights: {HF_DOWNLOAD.format(repo=repo, folder=folder)}"
+            f" (then --model {folder}/original)"
         )
     raise ConfigError(
         f"model {model!r}: no such folder. Give a checkpoint folder (with config.json) or a "
-        "server URL such as http://localhost:8000"
+        f"server URL such as http://localhost:8000.{download}"
     )
 
 

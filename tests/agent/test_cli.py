@@ -153,6 +153,7 @@ def test_no_model_says_how_to_get_one(cli) -> None:
             'hf download openai/gpt-oss-20b --include "original/*" --local-dir gpt-oss-20b/',
         ),
         ("/nonexistent/checkpoint", "no such folder"),
+        ("gpt-oss-20b/original", 'hf download openai/gpt-oss-20b --include "original/*"'),
     ],
 )
 def test_model_that_cannot_work_gets_a_hint_at_once(cli, model, hint) -> None:
@@ -330,6 +331,13 @@ def test_model_random_refuses_to_overwrite_unless_forced(cli, tmp_path) -> None:
 def test_model_info_on_a_missing_folder_is_a_usage_error(cli, tmp_path) -> None:
     done = cli("model", "info", str(tmp_path / "missing"))
     assert done.returncode == 2 and "error:" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["build", "clean"])
+def test_sandbox_commands_without_docker_are_usage_errors(cli, command) -> None:
+    done = cli("sandbox", command, DOCKER_HOST="unix:///nonexistent/docker.sock")
+    assert done.returncode == 2, done.output
+    assert "Cannot reach a Docker engine" in done.stderr
 
 
 def test_settings_precedence(tmp_path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+import _oss_agent_shadowing  # noqa: F401  (a user's own tools.py etc. must not hide our packages)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

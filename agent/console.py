@@ -3,6 +3,8 @@ the answer plain. Model text is printed verbatim (no rich markup interpretation)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 
 from agent.events import (
@@ -15,9 +17,26 @@ from agent.events import (
     ToolCallArgumentsDelta,
     ToolCallStarted,
     ToolResult,
+    TurnEnd,
 )
+from agent.harmony import Role
+
+if TYPE_CHECKING:
+    from agent.result import RunResult
 
 RESULT_PREVIEW_CHARS = 2000
+# Why a run ended, in words; the flag in brackets is what raises the limit.
+STOP_REASONS = {
+    "final": "answered",
+    "max_turns": "stopped: the run used all {turns} model turns without an answer (--max-turns)",
+    "max_tokens": (
+        "stopped: the model wrote {tokens} tokens in one turn, the limit, without finishing "
+        "(--max-tokens)"
+    ),
+    "context_full": "stopped: the conversation filled the model's context window",
+    "timeout": "stopped: the time limit ran out (--max-seconds)",
+    "error": "stopped by an error",
+}
 
 
 class EventPrinter:
@@ -27,6 +46,10 @@ class EventPrinter:
         self.console = console
         self.show_reasoning = show_reasoning
         self._section: str | None = None
+        # Whether the turn in progress / the last finished turn showed any text: a turn
+        # that showed none is printed raw at the end (malformed output is still output).
+        self._turn_shown = False
+        self._last_turn_shown = False
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ReasoningDelta):
@@ -54,18 +77,24 @@ class EventPrinter:
             self._begin("error")
             self.console.print(f"error: {event.message}", style="bold red", markup=False)
             self._section = None
+        elif isinstance(event, TurnEnd):
+            self._last_turn_shown, self._turn_shown = self._turn_shown, False
         elif isinstance(event, Done):
             self._begin(None)
             result = event.result
-            usage = result.usage
-            summary = (
-                f"[{result.stop_reason}] {len(result.turns)} turns, "
-                f"{len(result.tool_calls)} tool calls, {usage.prompt_tokens} prompt + "
-                f"{usage.completion_tokens} completion tokens "
-                f"({usage.reasoning_tokens} reasoning), {result.seconds:.1f} s"
-            )
+            shown = self._last_turn_shown or self._turn_shown
+            unshown = "" if shown else last_turn_text(result)
+            if unshown.strip():
+                self.console.print(
+                    "the model's output did not follow the harmony format; as sampled:",
+                    style="yellow",
+                    soft_wrap=True,
+                )
+                self.console.print(unshown, markup=False, highlight=False)
             style = "dim" if result.stop_reason == "final" else "bold yellow"
-            self.console.print(summary, style=style, markup=False, highlight=False)
+            self.console.print(
+                summary(result), style=style, markup=False, highlight=False, soft_wrap=True
+            )
 
     def _begin(self, section: str | None) -> None:
         if self._section is not None and self._section != section:
@@ -74,4 +103,36 @@ class EventPrinter:
 
     def _text(self, section: str, text: str, style: str | None) -> None:
         self._begin(section)
+        self._turn_shown = True
         self.console.print(text, style=style, end="", markup=False, highlight=False)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def stop_reason_text(result: RunResult) -> str:
+    """Why the run ended, in words."""
+    last = result.turns[-1].usage.completion_tokens if result.turns else 0
+    return STOP_REASONS[result.stop_reason].format(turns=len(result.turns), tokens=last)
+
+
+def summary(result: RunResult) -> str:
+    """One line: why the run ended and what it cost."""
+    usage = result.usage
+    return (
+        f"{stop_reason_text(result)} ({plural(len(result.turns), 'turn')}, "
+        f"{plural(len(result.tool_calls), 'tool call')}, {usage.prompt_tokens} prompt + "
+        f"{usage.completion_tokens} completion tokens, {usage.reasoning_tokens} of them "
+        f"reasoning, {result.seconds:.1f} s)"
+    )
+
+
+def last_turn_text(result: RunResult) -> str:
+    """The text of the assistant messages the run's last turn produced."""
+    tail: list[str] = []
+    for message in reversed(result.conversation.messages):
+        if message.author.role != Role.ASSISTANT:
+            break
+        tail.append(message.text)
+    return "\n".join(reversed(tail))

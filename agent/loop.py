@@ -11,7 +11,7 @@ import contextlib
 import datetime
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,6 +44,7 @@ from agent.harmony import (
 )
 from agent.result import RunResult, StopReason, ToolCall, TurnStats, Usage
 from tools.base import Tool, ToolError, tool_message
+from tools.functions import to_tool
 
 if TYPE_CHECKING:
     from runtime.engine import Engine
@@ -63,7 +64,7 @@ class Agent:
     def __init__(
         self,
         model: Engine | str,
-        tools: Sequence[Tool] = (),
+        tools: Sequence[Tool | Callable[..., Any]] = (),
         instructions: str | None = None,
         reasoning_effort: Effort | ReasoningEffort = "medium",
         *,
@@ -77,7 +78,7 @@ class Agent:
     ) -> None:
         self.engine = load_engine(model) if isinstance(model, str) else model
         self.model_name = model if isinstance(model, str) else type(model).__name__
-        self.tools = list(tools)
+        self.tools = [to_tool(tool) for tool in tools]  # fails here, naming a bad function
         self.instructions = instructions
         self.reasoning_effort = reasoning_effort
         self.max_turns = max_turns

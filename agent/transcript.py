@@ -14,6 +14,9 @@ when that run ended.
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +49,7 @@ def save_transcript(agent: Agent, path: str | Path) -> Path:
     data = {
         "format": FORMAT,
         "version": VERSION,
-        "model": agent.model_name,
+        "model": _model_reference(agent.model_name),
         "reasoning_effort": agent.reasoning_effort.value.lower(),
         "instructions": agent.instructions,
         "conversation_start_date": agent.conversation_start_date,
@@ -55,8 +58,51 @@ def save_transcript(agent: Agent, path: str | Path) -> Path:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def check_writable(path: str | Path) -> Path:
+    """Raise TranscriptError unless a transcript can be written at `path`, by writing a
+    scratch file beside it: run before a run starts, so its result is never lost to a
+    save that fails afterwards."""
+    path = Path(path)
+    if path.is_dir():
+        raise TranscriptError(f"cannot save the transcript to {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        raise TranscriptError(f"cannot save the transcript to {path}: {exc}") from None
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write to a scratch file in the same folder, then rename it over `path`: a crash or a
+    full disk leaves the previous transcript whole, never half of the new one. A new file is
+    readable by its owner only (conversations are private); a replaced one keeps its mode."""
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        if path.exists():
+            os.chmod(scratch, stat.S_IMODE(path.stat().st_mode))
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+
+
+def _model_reference(model: str) -> str:
+    """A local checkpoint as an absolute path, so `--resume` finds it from any folder."""
+    if model.startswith(("http://", "https://")) or not Path(model).exists():
+        return model
+    return str(Path(model).resolve())
 
 
 def read_transcript(path: str | Path) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import _oss_agent_shadowing  # noqa: F401  (a user's own tools.py etc. must not hide our packages)
+
 if TYPE_CHECKING:
     from evals.compare import Comparison, compare_runs
     from evals.report import Report, load_report

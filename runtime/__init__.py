@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import _oss_agent_shadowing  # noqa: F401  (a user's own tools.py etc. must not hide our packages)
 from runtime.config import ConfigError, ModelConfig
 from runtime.engine import Engine, GenerationStats
 

@@ -32,7 +32,7 @@ def info(path: Path) -> None:
         check_tensors(checkpoint)
     except (CheckpointError, ConfigError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(2) from error
     config = checkpoint.config
     counts = config.param_counts()
     sizes = estimate_bytes(config)
@@ -54,14 +54,30 @@ def random(
     path: Path,
     preset: str = typer.Option("tiny", help=f"One of: {', '.join(PRESETS)}"),
     layout: str = typer.Option("original", help="original or hf"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the random weights."),
+    force: bool = typer.Option(False, "--force", help="Overwrite what is at PATH."),
 ) -> None:
-    """Write a checkpoint with random weights in the real on-disk format."""
+    """Write a checkpoint with random weights in the real on-disk format.
+
+    Refuses a PATH that is not an empty folder (a typo must not wipe a download) unless
+    --force.
+    """
     from runtime.testing import LAYOUTS, write_random_checkpoint
 
     if preset not in PRESETS or layout not in LAYOUTS:
         typer.echo(
             f"error: preset must be one of {list(PRESETS)}, layout one of {LAYOUTS}", err=True
+        )
+        raise typer.Exit(2)
+    if path.exists() and not path.is_dir():
+        typer.echo(f"error: {path} is a file; give a folder", err=True)
+        raise typer.Exit(2)
+    if path.is_dir() and any(path.iterdir()) and not force:
+        what = "a checkpoint" if (path / "config.json").exists() else "files"
+        typer.echo(
+            f"error: {path} already holds {what}; pass --force to overwrite, or choose a new "
+            "folder",
+            err=True,
         )
         raise typer.Exit(2)
     write_random_checkpoint(path, PRESETS[preset], seed=seed, layout=layout)

@@ -17,6 +17,7 @@ first token arrived: after that a retry would repeat tokens the caller already h
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ import httpx
 from agent.harmony import HarmonyEncoding, HarmonyEncodingName, load_harmony_encoding
 from runtime.engine import GenerationStats
 
+log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _TOKEN_ID_PREFIX = "token_id:"
 
@@ -146,7 +148,7 @@ class RemoteEngine:
                         "URL right? Pass --model with the server's address, or a checkpoint "
                         "path to run locally."
                     ) from exc
-                self._sleep(attempt, None)
+                self._sleep(attempt, None, f"cannot connect to {url}: {exc}")
                 continue
             except httpx.TimeoutException as exc:
                 raise RemoteError(f"{url} did not answer in time: {exc}") from exc
@@ -155,17 +157,19 @@ class RemoteEngine:
             detail = response.read().decode("utf-8", errors="replace")[:500]
             response.close()
             if response.status_code in RETRY_STATUS and not last:
-                self._sleep(attempt, response.headers.get("retry-after"))
+                reason = f"{url} answered HTTP {response.status_code}"
+                self._sleep(attempt, response.headers.get("retry-after"), reason)
                 continue
             raise RemoteError(
                 f"{url} answered HTTP {response.status_code}: {detail or '(no body)'}"
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _sleep(self, attempt: int, retry_after: str | None, reason: str) -> None:
         delay = min(self.backoff * 2**attempt, 30.0)
         if retry_after is not None and retry_after.isdigit():
             delay = min(float(retry_after), 30.0)
+        log.info("%s; retry %d of %d in %.1f s", reason, attempt + 1, self.retries, delay)
         time.sleep(delay)
 
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any, get_type_hints, overload
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, TypeAdapter, create_model
 from pydantic_core import to_jsonable_python
 
 from agent.harmony import Message, ToolDescription, ToolNamespaceConfig
@@ -125,6 +125,19 @@ def function_tool(
     return wrap(fn) if fn is not None else wrap
 
 
+def to_tool(tool: Tool | Callable[..., Any]) -> Tool:
+    """A tool as given, or a plain function made into a `FunctionTool`; anything else, or a
+    function whose parameters cannot be described to the model, raises TypeError naming it."""
+    if isinstance(tool, Tool):
+        return tool
+    if callable(tool):
+        return FunctionTool(tool)
+    raise TypeError(
+        f"{tool!r} is not a tool: pass Tool objects (PythonTool(), BrowserTool(...)) or "
+        "functions with type hints"
+    )
+
+
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     """The summary (text before `Args:`) and Google-style per-argument descriptions."""
     summary: list[str] = []
@@ -154,19 +167,41 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 def _arguments_model(
     fn: Callable[..., Any], name: str, arg_docs: dict[str, str]
 ) -> type[BaseModel]:
-    hints = get_type_hints(fn, include_extras=True)
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise TypeError(
+            f"function tool {name}: a type hint cannot be resolved ({exc}); import the "
+            "type where the function is defined"
+        ) from None
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except ValueError:
+        raise TypeError(
+            f"function tool {name}: its signature cannot be read (a builtin?); wrap it in a "
+            "function whose parameters have type hints"
+        ) from None
     fields: dict[str, Any] = {}
-    for param in inspect.signature(fn).parameters.values():
+    for param in parameters:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
             raise TypeError(
-                f"{name}: *args/**kwargs cannot be described to the model; "
-                "declare each parameter with a type hint"
+                f"function tool {name}: parameter {stars}{param.name} cannot be described to "
+                "the model; declare each parameter with a type hint"
             )
         if param.name not in hints:
             raise TypeError(
-                f"{name}: parameter {param.name!r} has no type hint; the model needs one "
-                "to know what to send"
+                f"function tool {name}: parameter {param.name!r} has no type hint; the model "
+                "needs one to know what to send"
             )
+        try:
+            TypeAdapter(hints[param.name]).json_schema()
+        except PydanticUserError:
+            raise TypeError(
+                f"function tool {name}: parameter {param.name!r} has type "
+                f"{hints[param.name]!r}, which has no JSON form the model could send; use "
+                "str, int, float, bool, lists, dicts, Literal, Enum or a pydantic model"
+            ) from None
         default = ... if param.default is param.empty else param.default
         doc = arg_docs.get(param.name)
         fields[param.name] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Annotated, Literal
 
@@ -128,3 +129,36 @@ def test_untyped_parameters_are_rejected_with_a_fix() -> None:
 
     with pytest.raises(TypeError, match="parameter 'x' has no type hint"):
         FunctionTool(bad)
+
+
+def test_agent_rejects_a_function_it_cannot_describe_when_built() -> None:
+    from agent import Agent
+
+    def send(sock: socket.socket, text: str) -> None:
+        """Send text."""
+
+    with pytest.raises(TypeError, match=r"function tool print: parameter \*args cannot"):
+        Agent(object(), tools=[print])
+    with pytest.raises(TypeError, match=r"function tool send: parameter 'sock' has type"):
+        Agent(object(), tools=[send])
+    with pytest.raises(TypeError, match="42 is not a tool"):
+        Agent(object(), tools=[42])
+
+
+def test_agent_takes_plain_typed_functions_as_tools() -> None:
+    from agent import Agent
+
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    [tool] = Agent(object(), tools=[add]).tools
+    assert isinstance(tool, FunctionTool) and tool.name == "functions.add"
+
+
+def test_a_hint_that_cannot_be_resolved_names_the_function() -> None:
+    def lookup(key: UndefinedType) -> str:  # type: ignore[name-defined]  # noqa: F821
+        return key
+
+    with pytest.raises(TypeError, match="function tool lookup: a type hint cannot be resolved"):
+        FunctionTool(lookup)

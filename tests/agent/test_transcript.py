@@ -65,3 +65,53 @@ def test_not_a_transcript(tmp_path) -> None:
     path.write_text('{"messages": []}')
     with pytest.raises(TranscriptError, match="is not an oss-agent transcript"):
         Agent.resume(path, model=ScriptedEngine([]))
+
+
+SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+sys.path.insert(0, {tests!r})
+from scripted_engine import ScriptedEngine, final, sampled
+from agent import Agent
+
+agent = Agent(ScriptedEngine([sampled(final("x" * 5000))]))
+agent.run("long answer please")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit: EFBIG instead of a kill
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+try:
+    agent.save({path!r})
+except OSError as exc:
+    print("save failed:", exc.strerror)
+"""
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_transcript_whole(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "session.json"
+    Agent(ScriptedEngine([sampled(final("short"))])).save(path)
+    path.chmod(0o640)
+    before = path.read_text()
+    script = SAVE_UNDER_A_FILE_SIZE_LIMIT.format(tests=str(Path(__file__).parent), path=str(path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "save failed: File too large" in done.stdout, done.stderr
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["session.json"]  # no scratch file left
+
+    agent = Agent(ScriptedEngine([sampled(final("again"))]))
+    agent.run("hi")
+    agent.save(path)
+    assert json.loads(path.read_text())["runs"][0]["final_output"] == "again"
+    assert path.stat().st_mode & 0o777 == 0o640  # replacing keeps the file's permissions
+
+
+def test_a_local_checkpoint_is_saved_as_an_absolute_path(tmp_path, monkeypatch) -> None:
+    from agent.transcript import save_transcript
+
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    agent = Agent(ScriptedEngine([]))
+    agent.model_name = "ckpt"  # as when built from the relative path "ckpt"
+    data = json.loads(save_transcript(agent, tmp_path / "s.json").read_text())
+    assert data["model"] == str(tmp_path / "ckpt")

@@ -27,7 +27,7 @@ def test_model_random_then_info(tmp_path):
 
 def test_model_info_reports_a_broken_checkpoint(tmp_path):
     result = runner.invoke(app, ["model", "info", str(tmp_path / "missing")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a wrong path: nothing done (README: exit codes)
     assert "no such checkpoint folder" in result.output
 
 

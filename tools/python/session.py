@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import logging
 import shutil
 import tempfile
 import threading
@@ -20,6 +21,7 @@ from tools.python.config import SandboxConfig
 from tools.python.errors import SandboxError
 from tools.python.kernel import Kernel, KernelDied
 
+log = logging.getLogger(__name__)
 _open: weakref.WeakSet[PythonSession] = weakref.WeakSet()
 
 
@@ -171,6 +173,7 @@ class PythonSession:
         return text
 
     def _restart(self) -> None:
+        log.info("restarting the python kernel (data folder %s kept)", self._backend.data_dir)
         self._kernel.close()
         self._kernel = None
         try:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass
@@ -30,7 +30,34 @@ class GenerationStats:
         return steps / self.decode_seconds if self.decode_seconds else 0.0
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How one completion is sampled: the keyword arguments of `Engine.generate`, as one
+    value that engines pass around instead of five loose arguments."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_tokens: frozenset[int] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop_tokens", frozenset(self.stop_tokens))
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of `generate` (stop tokens sorted, for stable requests)."""
+        return {**asdict(self), "stop_tokens": sorted(self.stop_tokens)}
+
+
 class Engine(Protocol):
+    """A token source. Subclass it to inherit the defaults of the two attributes the agent
+    loop reads: `max_context` (the most prompt plus new tokens one call may hold; None when
+    the engine does not say, e.g. a server) and `last_stats` (the last call's prefill and
+    cache use; None when the engine does not report them)."""
+
+    max_context: int | None = None
+    last_stats: GenerationStats | None = None
+
     def generate(
         self,
         tokens: Sequence[int],

@@ -139,6 +139,8 @@ class LocalModel:
                 start = time.perf_counter()
                 logits = self._decode_next(token)
                 stats.decode_seconds += time.perf_counter() - start
+        except GeneratorExit:  # closed between steps: the caches hold exactly `self.cached`
+            raise
         except BaseException:
             self.reset()  # a forward may have stopped half-way through the caches
             raise

@@ -225,7 +225,7 @@ class RemoteEngine(Engine):
                 delay = self.retry.delay(attempt, response.status_code, response.headers)
                 if delay is None:
                     asked = response.headers.get("retry-after")
-                    later = f" (it asks to retry after {asked} s, longer than we wait)" if asked else ""
+                    later = f" (it asks to retry after {asked}; too long to wait)" if asked else ""
                     raise RemoteError(
                         f"{url} answered HTTP {response.status_code}: "
                         f"{detail or '(no body)'}{later}"

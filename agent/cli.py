@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from agent.interrupt import close_loop, run_interruptibly
 from runtime.cli import model_app
 from tools.python.cli import sandbox_app
 
@@ -94,8 +95,8 @@ def run(
                     return event.result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    try:
-        result = asyncio.run(go())
+    try:  # Ctrl-C: the running tool and the generation stop, then the command exits
+        result = run_interruptibly(go())
     except KeyboardInterrupt:
         console.print("interrupted", style="yellow")
         raise typer.Exit(130) from None
@@ -132,27 +133,35 @@ def chat(
     console = Console()
     printer = EventPrinter(console)
 
-    async def session() -> None:
-        async with agent:
-            while True:
-                try:
-                    line = await asyncio.to_thread(console.input, "[bold green]you>[/] ")
-                except EOFError:
-                    return
-                line = line.strip()
-                if not line:
-                    continue
-                if line.startswith("/"):
-                    if _slash_command(agent, line, console):
-                        return
-                    continue
-                async for event in agent.stream(line):
-                    printer(event)
+    async def reply(line: str) -> None:
+        async for event in agent.stream(line):
+            printer(event)
 
+    # The prompt is read outside the event loop: Ctrl-C there ends the session; during a
+    # reply it cancels the reply (the conversation stays as before it) and prompts again.
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(session())
-    except KeyboardInterrupt:
-        console.print("\nbye", style="dim")
+        while True:
+            try:
+                line = console.input("[bold green]you>[/] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print("\nbye", style="dim")
+                return
+            if not line:
+                continue
+            if line.startswith("/"):
+                if _slash_command(agent, line, console):
+                    return
+                continue
+            try:
+                run_interruptibly(reply(line), loop)
+            except KeyboardInterrupt:
+                console.print("\ncancelled: ask again, or something else", style="yellow")
+    finally:
+        try:
+            loop.run_until_complete(agent.aclose())
+        finally:
+            close_loop(loop)
 
 
 CHAT_HELP = "/effort low|medium|high, /tools, /save FILE, /reset, /help, /exit"

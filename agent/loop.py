@@ -189,7 +189,7 @@ class Agent:
                 for turn in range(self.max_turns):
                     async for event in self._turn(turn, run, deadline):
                         yield event
-                    if run.call is not None and run.stop_reason is None:
+                    if run.call is not None:
                         record = await self._dispatch(run.call, turn, deadline)
                         if record is None:
                             run.stop_reason = "timeout"

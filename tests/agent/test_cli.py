@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from scripted_engine import ScriptedEngine, analysis, final, sampled
+from scripted_engine import ScriptedEngine, analysis, call, final, sampled
 from typer.testing import CliRunner
 
 from agent.cli import app
@@ -57,6 +57,14 @@ def test_run_limit_exits_nonzero(engine) -> None:
     engine.turns.append(sampled(analysis("long " * 50), final("x")))
     out = runner.invoke(app, ["run", "go", "-m", "http://x", "--max-seconds", "0"])
     assert out.exit_code == 1 and "[timeout]" in out.output
+
+
+def test_run_says_when_the_token_limit_cut_a_call_off(engine) -> None:
+    engine.turns.append(sampled(call("python", "print(" + "1 + " * 40 + "1)")))
+    out = runner.invoke(app, ["run", "go", "-m", "http://x", "--max-tokens", "12"])
+    assert out.exit_code == 1
+    assert "python: cut off by the token limit, not run" in out.output
+    assert "[max_tokens]" in out.output
 
 
 def test_no_model_says_how_to_get_one(engine) -> None:

@@ -240,7 +240,7 @@ class Agent:
         seed = None if self.seed is None else self.seed + turn
         sampling = Sampling(max_tokens, self.temperature, self.top_p, seed, frozenset(stops))
         started = time.monotonic()
-        timed_out = False
+        timed_out = stopped = False
         tokens = _TokenStream(self.engine, prompt, sampling)
         try:
             while not reader.done and reader.tokens < max_tokens:
@@ -249,12 +249,15 @@ class Agent:
                     break
                 if stats.first_token_seconds is None:
                     stats.first_token_seconds = time.monotonic() - started
+                stopped = token in stops
                 for event in reader.feed(token):
                     yield event
         except TimeoutError:
             timed_out = True
         finally:
-            await tokens.aclose()
+            # Past a stop token the engine only finishes up (a server's usage report);
+            # otherwise (cancelled, timed out, a call closed by <|end|>) it is cut short.
+            await tokens.aclose(abandon=not stopped)
         stats.generate_seconds = time.monotonic() - started
         outcome = reader.finish()
         for event in outcome.events:
@@ -386,6 +389,7 @@ class _TokenStream:
     _END = object()
 
     def __init__(self, engine: Engine, prompt: list[int], sampling: Sampling) -> None:
+        self._engine = engine
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._stop = threading.Event()
@@ -425,10 +429,13 @@ class _TokenStream:
             raise item.error
         return item
 
-    async def aclose(self, timeout: float = 30.0) -> None:
+    async def aclose(self, abandon: bool, timeout: float = 30.0) -> None:
         """Stop the engine and wait for its thread: no model code may still run once the turn
-        is over (a daemon thread inside torch at interpreter exit aborts the process)."""
+        is over (a daemon thread inside torch at interpreter exit aborts the process).
+        `abandon`: the generation is cut short, so the engine is told to stop now."""
         self._stop.set()
+        if abandon and self._thread.is_alive():
+            self._engine.cancel()
         await asyncio.to_thread(self._thread.join, timeout)
 
 
@@ -443,14 +450,13 @@ def _is_final(message: Message) -> bool:
 
 def _checked(engine: Engine) -> Engine:
     """The engine, if it has what the loop reads (see `runtime.engine.Engine`)."""
-    missing = [
-        name for name in ("generate", "max_context", "last_stats") if not hasattr(engine, name)
-    ]
+    needed = ("generate", "max_context", "last_stats", "cancel")
+    missing = [name for name in needed if not hasattr(engine, name)]
     if missing:
         raise TypeError(
             f"{type(engine).__name__} is not an engine: it lacks {', '.join(missing)}. "
-            "Subclass runtime.engine.Engine (max_context and last_stats default to None) "
-            "and implement generate()."
+            "Subclass runtime.engine.Engine (it gives max_context, last_stats and cancel "
+            "defaults) and implement generate()."
         )
     return engine
 

@@ -50,10 +50,10 @@ class Sampling:
 
 
 class Engine(Protocol):
-    """A token source. Subclass it to inherit the defaults of the two attributes the agent
-    loop reads: `max_context` (the most prompt plus new tokens one call may hold; None when
-    the engine does not say, e.g. a server) and `last_stats` (the last call's prefill and
-    cache use; None when the engine does not report them)."""
+    """A token source. Subclass it to inherit the defaults of what the agent loop reads
+    besides `generate`: `max_context` (the most prompt plus new tokens one call may hold;
+    None when the engine does not say, e.g. a server), `last_stats` (the last call's prefill
+    and cache use; None when the engine does not report them) and `cancel`."""
 
     max_context: int | None = None
     last_stats: GenerationStats | None = None
@@ -70,3 +70,9 @@ class Engine(Protocol):
     ) -> Iterator[int]:
         """Stream new token ids after `tokens`; a stop token is yielded, then generation ends."""
         ...
+
+    def cancel(self) -> None:
+        """Make a `generate` running in another thread stop now (its iterator ends or
+        raises), e.g. one waiting on a server. The default does nothing: the caller stops
+        pulling tokens, which is enough for an engine that yields often."""
+        return None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 
 from runtime.config import ModelConfig
-from runtime.engine import GenerationStats, Sampling
+from runtime.engine import Engine, GenerationStats, Sampling
 from runtime.kv_cache import LayerCache
 from runtime.model import Transformer
 from runtime.moe import ExpertCache
@@ -43,7 +43,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-class LocalModel:
+class LocalModel(Engine):
     """A loaded gpt-oss model: `logits` for reference, `generate` to stream tokens."""
 
     def __init__(

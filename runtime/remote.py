@@ -139,6 +139,7 @@ class RemoteEngine(Engine):
         self.usage_wait = usage_wait
         self.encoding = encoding or load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
         self.last_stats: GenerationStats | None = None
+        self._active: httpx.Response | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout)
@@ -161,6 +162,7 @@ class RemoteEngine(Engine):
         self.last_stats = None
         path, body = self._request(tokens, sampling)
         with self._open(path, body) as response:
+            self._active = response
             reader = self._read(response, tokens)
             for token in reader:
                 if token not in sampling.stop_tokens:
@@ -171,6 +173,13 @@ class RemoteEngine(Engine):
                 finally:  # also when the caller closes us right after the stop token
                     self._read_rest(response, reader)
                 return
+
+    def cancel(self) -> None:
+        """Cut the response being streamed (a `generate` blocked waiting for the server
+        raises `RemoteError` at once)."""
+        response = self._active
+        if response is not None and not response.is_closed:
+            _abort(response)
 
     def close(self) -> None:
         self._client.close()

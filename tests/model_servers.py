@@ -39,7 +39,8 @@ class ModelServer:
     end tokens in gpt-oss's generation config) or at the request's token limit.
 
     `cached` is the prompt-cache hit to report; `stall_after_stop` holds the response open
-    after the stop token (until `close`), as a server whose usage never comes.
+    after the stop token (until `close`), as a server whose usage never comes;
+    `stall_before_tokens` holds it before the first token, as a long prefill or a queue.
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class ModelServer:
         *,
         cached: int | None = None,
         stall_after_stop: bool = False,
+        stall_before_tokens: bool = False,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown server kind {kind!r}: one of {KINDS}")
@@ -56,6 +58,7 @@ class ModelServer:
         self.turns = list(turns or [])
         self.cached = cached
         self.stall_after_stop = stall_after_stop
+        self.stall_before_tokens = stall_before_tokens
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._release = threading.Event()
         server = self
@@ -75,6 +78,8 @@ class ModelServer:
                 self.send_header("Content-Type", kind)
                 self.end_headers()
                 try:
+                    if server.stall_before_tokens:
+                        server._release.wait(30)
                     for chunk in server._answer(body, server.turns.pop(0)):
                         self.wfile.write(chunk)
                         self.wfile.flush()

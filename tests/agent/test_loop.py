@@ -405,7 +405,7 @@ def test_engine_without_the_protocol_attributes_is_refused_clearly() -> None:
         def generate(self, tokens, **options):
             yield from ()
 
-    with pytest.raises(TypeError, match=r"lacks max_context, last_stats.*Subclass"):
+    with pytest.raises(TypeError, match=r"lacks max_context, last_stats, cancel.*Subclass"):
         Agent(Bare())
 
 
@@ -490,6 +490,27 @@ def test_a_call_cut_by_the_token_limit_is_not_a_call(model_server, kind) -> None
     agent.max_tokens_per_turn = 100
     assert agent.run("again").final_output == "ok"
     assert "to=functions.add" not in ENC.decode(server.prompt(1))
+
+
+@pytest.mark.parametrize("limit", ["cancel", "max_seconds"])
+def test_a_run_cut_short_stops_a_remote_generation_at_once(model_server, limit) -> None:
+    """The server is still prefilling (no token yet): the run does not wait for it."""
+    server = model_server("vllm", [sampled(final("late"))], stall_before_tokens=True)
+    agent = Agent(server.url, max_seconds=0.5 if limit == "max_seconds" else None)
+
+    async def main() -> float:
+        task = asyncio.create_task(agent.arun("hi"))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        if limit == "cancel":
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            assert (await task).stop_reason == "timeout"
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 3
 
 
 # -- the blocking API ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 
 from agent.config import BUILTIN_TOOLS, default_of
+from agent.interrupt import close_loop, run_interruptibly
 from evals.cli import eval_app
 from runtime.cli import model_app
 from tools.python.cli import sandbox_app
@@ -191,8 +192,8 @@ def run(
                     return event.result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    try:
-        result = asyncio.run(go())
+    try:  # Ctrl-C: the running tool and the generation stop, then the command exits
+        result = run_interruptibly(go())
     except KeyboardInterrupt:
         console.print("interrupted", style="yellow")
         session.report_files(console)
@@ -245,28 +246,36 @@ def chat(
     console = Console()
     printer = EventPrinter(console)
 
-    async def converse() -> None:
-        async with session.agent:
-            while True:
-                try:
-                    line = await asyncio.to_thread(console.input, "[bold green]you>[/] ")
-                except EOFError:
-                    return
-                line = line.strip()
-                if not line:
-                    continue
-                if line.startswith("/"):
-                    if await _slash_command(session, line, console):
-                        return
-                    continue
-                async for event in session.agent.stream(line):
-                    printer(event)
+    async def reply(line: str) -> None:
+        async for event in session.agent.stream(line):
+            printer(event)
 
+    # The prompt is read outside the event loop: Ctrl-C there ends the session; during a
+    # reply it cancels the reply (the conversation stays as before it) and prompts again.
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(converse())
-    except KeyboardInterrupt:
-        console.print("\nbye", style="dim")
-    session.report_files(console)
+        while True:
+            try:
+                line = console.input("[bold green]you>[/] ").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print("\nbye", style="dim")
+                return
+            if not line:
+                continue
+            if line.startswith("/"):
+                if loop.run_until_complete(_slash_command(session, line, console)):
+                    return
+                continue
+            try:
+                run_interruptibly(reply(line), loop)
+            except KeyboardInterrupt:
+                console.print("\ncancelled: ask again, or something else", style="yellow")
+    finally:
+        try:
+            loop.run_until_complete(session.agent.aclose())
+        finally:
+            close_loop(loop)
+        session.report_files(console)
 
 
 CHAT_HELP = (

@@ -16,6 +16,7 @@ from agent.events import (
     ReasoningDelta,
     ToolCallArgumentsDelta,
     ToolCallStarted,
+    ToolCallTruncated,
     ToolResult,
     TurnEnd,
 )
@@ -64,6 +65,12 @@ class EventPrinter:
             self.console.print(f"→ {event.recipient} ", style="bold cyan", end="")
         elif isinstance(event, ToolCallArgumentsDelta):
             self._text("call", event.text, "cyan")
+        elif isinstance(event, ToolCallTruncated):
+            self._begin("result")
+            self.console.print(
+                f"✂ {event.recipient}: cut off by the token limit, not run", style="bold yellow"
+            )
+            self._section = None
         elif isinstance(event, ToolResult):
             self._begin("result")
             output = event.call.output

@@ -1,7 +1,8 @@
 """What `Agent.stream` yields while a run unfolds, in the order things happen.
 
 A run yields text deltas as tokens arrive, `ToolCallStarted` / `ToolCallArgumentsDelta` /
-`ToolCallFinished` while the model writes a call, `ToolResult` once the tool answered,
+`ToolCallFinished` while the model writes a call (`ToolCallTruncated` instead of
+`ToolCallFinished` when a limit cut it off), `ToolResult` once the tool answered,
 `TurnEnd` after each model turn, and always ends with `Done` (preceded by `Error` when the
 engine failed).
 """
@@ -58,6 +59,16 @@ class ToolCallFinished:
 
 
 @dataclass(frozen=True)
+class ToolCallTruncated:
+    """The token limit (or the clock) cut the call off before it ended: it is not run and
+    not kept in the conversation; `arguments` is what had been written."""
+
+    call_id: str
+    recipient: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ToolResult:
     call: ToolCall
 
@@ -84,6 +95,7 @@ Event = (
     | ToolCallStarted
     | ToolCallArgumentsDelta
     | ToolCallFinished
+    | ToolCallTruncated
     | ToolResult
     | TurnEnd
     | Error

@@ -11,24 +11,13 @@ import contextlib
 import datetime
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent.events import (
-    AnswerDelta,
-    CommentaryDelta,
-    Done,
-    Error,
-    Event,
-    ReasoningDelta,
-    ToolCallArgumentsDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-    ToolResult,
-    TurnEnd,
-)
+from agent.events import Done, Error, Event, ToolResult, TurnEnd
 from agent.harmony import (
     Conversation,
     DeveloperContent,
@@ -36,13 +25,13 @@ from agent.harmony import (
     Message,
     ReasoningEffort,
     Role,
-    StreamableParser,
-    StreamState,
     SystemContent,
     ToolNamespaceConfig,
     load_harmony_encoding,
 )
 from agent.result import RunResult, StopReason, ToolCall, TurnStats, Usage
+from agent.turn import CallRequest, TurnOutcome, TurnReader
+from runtime.engine import Sampling
 from tools.base import Tool, ToolError, tool_message
 from tools.functions import to_tool
 
@@ -55,8 +44,9 @@ Effort = Literal["low", "medium", "high"]
 class Agent:
     """A gpt-oss model with tools, keeping one conversation across `run` calls.
 
-    `model` is an engine (anything with `generate`), a checkpoint path, or an `http(s)://`
-    URL of a server (see `runtime.remote`). Limits end a run with `stop_reason` set:
+    `model` is an engine (a `runtime.engine.Engine`: `generate`, `max_context`,
+    `last_stats`), a checkpoint path, or an `http(s)://` URL of a server (see
+    `runtime.remote`). Limits end a run with `stop_reason` set:
     `max_turns` model turns, `max_tokens_per_turn` sampled tokens in one turn, `max_seconds`
     of wall time.
     """
@@ -76,7 +66,7 @@ class Agent:
         seed: int | None = None,
         conversation_start_date: str | None = None,
     ) -> None:
-        self.engine = load_engine(model) if isinstance(model, str) else model
+        self.engine = load_engine(model) if isinstance(model, str) else _checked(model)
         self.model_name = model if isinstance(model, str) else type(model).__name__
         self.tools = [to_tool(tool) for tool in tools]  # fails here, naming a bad function
         self.instructions = instructions
@@ -95,6 +85,7 @@ class Agent:
         self.results: list[RunResult] = []
         self._call_count = 0
         self._runner: asyncio.Runner | None = None
+        self._runner_finalizer: weakref.finalize | None = None
 
     @property
     def reasoning_effort(self) -> ReasoningEffort:
@@ -160,9 +151,20 @@ class Agent:
 
     def run(self, task: str) -> RunResult:
         """Run `task` to its end (blocking). Uses one event loop per agent, so tools that
-        hold connections keep working across calls."""
+        hold connections keep working across calls; it is closed with the agent, at exit,
+        or when the agent is collected."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "Agent.run() blocks, so it cannot run inside an event loop that is already "
+                "running (Jupyter, async code): use `await agent.arun(...)` there."
+            )
         if self._runner is None:
             self._runner = asyncio.Runner()
+            self._runner_finalizer = weakref.finalize(self, _close_runner, self._runner)
         return self._runner.run(self.arun(task))
 
     async def arun(self, task: str) -> RunResult:
@@ -173,140 +175,125 @@ class Agent:
         raise AssertionError("stream ended without Done")  # pragma: no cover
 
     async def stream(self, task: str) -> AsyncIterator[Event]:
-        """Run `task`, yielding events as they happen; the last one is `Done`."""
+        """Run `task`, yielding events as they happen; the last one is `Done`.
+
+        A run that does not reach `Done` (cancelled, or the caller stopped iterating) leaves
+        the conversation as it was before it: no dangling question, no half-finished turn.
+        """
         started = time.monotonic()
         deadline = started + self.max_seconds if self.max_seconds is not None else None
+        before = len(self.messages)
         self.messages.append(Message.from_role_and_content(Role.USER, task))
         run = _Run()
         try:
-            for turn in range(self.max_turns):
-                calls: list[tuple[str, Message]] = []
-                async for event in self._turn(turn, run, deadline, calls):
-                    yield event
-                if run.stop_reason is not None:
+            try:
+                for turn in range(self.max_turns):
+                    async for event in self._turn(turn, run, deadline):
+                        yield event
+                    if run.call is not None:
+                        record = await self._dispatch(run.call, turn, deadline)
+                        if record is None:
+                            run.stop_reason = "timeout"
+                        else:
+                            run.tool_calls.append(record)
+                            run.turns[-1].tool_seconds += record.seconds
+                            yield ToolResult(record)
                     yield TurnEnd(run.turns[-1])
-                    break
-                for call_id, call in calls:
-                    record = await self._dispatch(call_id, call, turn, deadline)
-                    if record is None:
-                        run.stop_reason = "timeout"
+                    if run.stop_reason is not None:
                         break
-                    run.tool_calls.append(record)
-                    run.turns[-1].tool_seconds += record.seconds
-                    yield ToolResult(record)
-                yield TurnEnd(run.turns[-1])
-                if run.stop_reason is not None:
-                    break
-            else:
-                run.stop_reason = "max_turns"
-        except asyncio.CancelledError:
-            await self.aclose()
-            raise
-        except Exception as exc:  # the engine failed: end the run and say why
-            run.stop_reason, run.error = "error", f"{type(exc).__name__}: {exc}"
-            yield Error(run.error)
-        result = RunResult(
-            final_output=run.answer,
-            stop_reason=run.stop_reason,
-            conversation=self.conversation,
-            tool_calls=run.tool_calls,
-            turns=run.turns,
-            seconds=time.monotonic() - started,
-            error=run.error,
-        )
-        self.results.append(result)
-        yield Done(result)
+                else:
+                    run.stop_reason = "max_turns"
+            except Exception as exc:  # the engine failed: end the run and say why
+                run.stop_reason, run.error = "error", f"{type(exc).__name__}: {exc}"
+                yield Error(run.error)
+            result = RunResult(
+                final_output=run.answer,
+                stop_reason=run.stop_reason,
+                conversation=self.conversation,
+                tool_calls=run.tool_calls,
+                turns=run.turns,
+                seconds=time.monotonic() - started,
+                error=run.error,
+            )
+            self.results.append(result)
+            run.finished = True
+            yield Done(result)
+        finally:
+            if not run.finished:
+                del self.messages[before:]
 
-    async def _turn(
-        self, turn: int, run: _Run, deadline: float | None, calls: list[tuple[str, Message]]
-    ) -> AsyncIterator[Event]:
-        """Sample one assistant turn, yielding deltas; sets `run.stop_reason` when the run
-        ends here and fills `calls` with the tool calls to make."""
+    async def _turn(self, turn: int, run: _Run, deadline: float | None) -> AsyncIterator[Event]:
+        """Sample one assistant turn, yielding its events: the pump around `TurnReader`.
+        Leaves the call to make in `run.call`, or sets `run.stop_reason`."""
         prompt = self.prompt_tokens()
-        # Engines with a fixed context (the local model's `max_context`) get no more than fits.
-        room = getattr(self.engine, "max_context", None)
         max_tokens = self.max_tokens_per_turn
-        if isinstance(room, int):
-            max_tokens = min(max_tokens, room - len(prompt))
-        parser = StreamableParser(self.encoding, Role.ASSISTANT, strict=False)
-        stops = self.encoding.stop_tokens_for_assistant_actions()
-        usage = Usage(prompt_tokens=len(prompt))
-        stats = TurnStats(turn=turn, usage=usage)
+        if self.engine.max_context is not None:
+            max_tokens = min(max_tokens, self.engine.max_context - len(prompt))
+        stats = TurnStats(turn=turn, usage=Usage(prompt_tokens=len(prompt)))
         run.turns.append(stats)
+        run.call = None
         if max_tokens <= 0:
             run.stop_reason = "context_full"
             return
-        started = time.monotonic()
-        last_token: int | None = None
-        call_ids: list[str] = []
+        stops = self.encoding.stop_tokens_for_assistant_actions()
+        reader = TurnReader(self.encoding, stops, self._new_call_id)
         # A different seed per turn, so a fixed seed does not replay one sampling stream.
         seed = None if self.seed is None else self.seed + turn
-        tokens = _TokenStream(
-            self.engine,
-            prompt,
-            max_tokens=max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=seed,
-            stop_tokens=stops,
-        )
+        sampling = Sampling(max_tokens, self.temperature, self.top_p, seed, frozenset(stops))
+        started = time.monotonic()
+        timed_out = stopped = False
+        tokens = _TokenStream(self.engine, prompt, sampling)
         try:
-            while usage.completion_tokens < max_tokens:
+            while not reader.done and reader.tokens < max_tokens:
                 token = await tokens.next(_remaining(deadline))
                 if token is None:
                     break
                 if stats.first_token_seconds is None:
                     stats.first_token_seconds = time.monotonic() - started
-                usage.completion_tokens += 1
-                last_token = token
-                before = parser.state
-                parser.process(token)
-                in_content = parser.state is StreamState.CONTENT
-                was_in_content = before is StreamState.CONTENT
-                if in_content and was_in_content and parser.current_channel == "analysis":
-                    usage.reasoning_tokens += 1
-                opened = in_content and not was_in_content
-                if opened and parser.current_recipient is not None:
-                    call_ids.append(self._new_call_id())
-                    yield ToolCallStarted(call_ids[-1], parser.current_recipient)
-                delta = parser.last_content_delta
-                if delta:
-                    yield _delta_event(parser, delta, call_ids[-1] if call_ids else "")
-                if token in stops:
-                    break
+                stopped = token in stops
+                for event in reader.feed(token):
+                    yield event
         except TimeoutError:
-            run.stop_reason = "timeout"
+            timed_out = True
         finally:
-            await tokens.aclose()
-        parser.process_eos()
+            # Past a stop token the engine only finishes up (a server's usage report);
+            # otherwise (cancelled, timed out, a call closed by <|end|>) it is cut short.
+            await tokens.aclose(abandon=not stopped)
         stats.generate_seconds = time.monotonic() - started
-        # Engines that keep a KV cache say how much of the prompt they reused
-        # (runtime.engine.GenerationStats); others report nothing.
-        engine_stats = getattr(self.engine, "last_stats", None)
-        usage.prefilled_tokens = getattr(engine_stats, "prefilled", None)
-        usage.reused_tokens = getattr(engine_stats, "reused", None)
-        stats.recoveries = [str(r) for r in parser.recoveries]
-        self.messages.extend(parser.messages)
-        for message in parser.messages:
-            if message.recipient is not None:
-                call_id = call_ids.pop(0) if call_ids else self._new_call_id()
-                calls.append((call_id, message))
-                yield ToolCallFinished(call_id, message.recipient, message.text)
-        if run.stop_reason is None and last_token not in stops:
-            run.stop_reason = "max_tokens"
-        elif run.stop_reason is None and not calls:
-            run.stop_reason = "final"
-            run.answer = _answer(parser.messages)
+        outcome = reader.finish()
+        for event in outcome.events:
+            yield event
+        self._record(outcome, stats)
+        if outcome.end == "call":
+            run.call = outcome.call
+        elif outcome.end == "answer":
+            run.stop_reason, run.answer = "final", outcome.answer
+        elif outcome.end == "cut":
+            run.stop_reason = "timeout" if timed_out else "max_tokens"
+
+    def _record(self, outcome: TurnOutcome, stats: TurnStats) -> None:
+        """The turn's messages join the conversation; its counts go into `stats`."""
+        self.messages.extend(outcome.messages)
+        usage = stats.usage
+        usage.completion_tokens = outcome.completion_tokens
+        usage.reasoning_tokens = outcome.reasoning_tokens
+        engine_stats = self.engine.last_stats
+        if engine_stats is not None:
+            usage.prefilled_tokens = engine_stats.prefilled
+            usage.reused_tokens = engine_stats.reused
+        stats.recoveries = outcome.recoveries
+        stats.truncated_call = outcome.truncated_call
 
     def _new_call_id(self) -> str:
         self._call_count += 1
         return f"call_{self._call_count}"
 
     async def _dispatch(
-        self, call_id: str, call: Message, turn: int, deadline: float | None
+        self, request: CallRequest, turn: int, deadline: float | None
     ) -> ToolCall | None:
         """Run one tool call; its result (or what went wrong) joins the conversation.
         Returns None when the run's wall time ran out first."""
+        call_id, call = request.call_id, request.message
         recipient = call.recipient or ""
         tool = next((t for t in self.tools if t.handles(recipient)), None)
         started = time.monotonic()
@@ -345,13 +332,15 @@ class Agent:
             await tool.aclose()
 
     def close(self) -> None:
-        """Close tools from sync code, on the loop `run` used."""
+        """Close tools from sync code, on the loop `run` used, then that loop."""
         runner = self._runner or asyncio.Runner()
         try:
             runner.run(self.aclose())
         finally:
+            if self._runner_finalizer is not None:
+                self._runner_finalizer.detach()
             runner.close()
-            self._runner = None
+            self._runner = self._runner_finalizer = None
 
     async def __aenter__(self) -> Agent:
         return self
@@ -388,10 +377,10 @@ class _Run:
     stop_reason: StopReason | None = None
     answer: str = ""
     error: str | None = None
-
-    def __post_init__(self) -> None:
-        self.tool_calls: list[ToolCall] = []
-        self.turns: list[TurnStats] = []
+    call: CallRequest | None = None  # the call the last turn ended with
+    finished: bool = False  # Done was reached
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    turns: list[TurnStats] = field(default_factory=list)
 
 
 class _TokenStream:
@@ -400,19 +389,20 @@ class _TokenStream:
 
     _END = object()
 
-    def __init__(self, engine: Engine, prompt: list[int], **options: Any) -> None:
+    def __init__(self, engine: Engine, prompt: list[int], sampling: Sampling) -> None:
+        self._engine = engine
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._pump, args=(engine, prompt, options), daemon=True
+            target=self._pump, args=(engine, prompt, sampling), daemon=True
         )
         self._thread.start()
 
-    def _pump(self, engine: Engine, prompt: list[int], options: dict[str, Any]) -> None:
+    def _pump(self, engine: Engine, prompt: list[int], sampling: Sampling) -> None:
         generator = None
         try:
-            generator = engine.generate(prompt, **options)
+            generator = engine.generate(prompt, **sampling.options())
             for token in generator:
                 self._put(token)
                 if self._stop.is_set():
@@ -440,10 +430,13 @@ class _TokenStream:
             raise item.error
         return item
 
-    async def aclose(self, timeout: float = 30.0) -> None:
+    async def aclose(self, abandon: bool, timeout: float = 30.0) -> None:
         """Stop the engine and wait for its thread: no model code may still run once the turn
-        is over (a daemon thread inside torch at interpreter exit aborts the process)."""
+        is over (a daemon thread inside torch at interpreter exit aborts the process).
+        `abandon`: the generation is cut short, so the engine is told to stop now."""
         self._stop.set()
+        if abandon and self._thread.is_alive():
+            self._engine.cancel()
         await asyncio.to_thread(self._thread.join, timeout)
 
 
@@ -452,29 +445,33 @@ class _Failure:
     error: BaseException
 
 
-def _delta_event(parser: StreamableParser, text: str, call_id: str | None) -> Event:
-    if parser.current_recipient is not None:
-        return ToolCallArgumentsDelta(call_id or "", text)
-    channel = parser.current_channel
-    if channel == "analysis":
-        return ReasoningDelta(text)
-    if channel == "commentary":
-        return CommentaryDelta(text)
-    return AnswerDelta(text)
-
-
-def _answer(messages: list[Message]) -> str:
-    """The final-channel text; a message that lost its channel (a malformed answer, a bare
-    refusal) still counts when nothing better is there."""
-    finals = [m.text for m in messages if m.channel == "final"]
-    if finals:
-        return finals[-1]
-    others = [m.text for m in messages if m.channel != "analysis"]
-    return others[-1] if others else ""
-
-
 def _is_final(message: Message) -> bool:
     return message.author.role == Role.ASSISTANT and message.channel == "final"
+
+
+def _checked(engine: Engine) -> Engine:
+    """The engine, if it has what the loop reads (see `runtime.engine.Engine`)."""
+    needed = ("generate", "max_context", "last_stats", "cancel")
+    missing = [name for name in needed if not hasattr(engine, name)]
+    if missing:
+        raise TypeError(
+            f"{type(engine).__name__} is not an engine: it lacks {', '.join(missing)}. "
+            "Subclass runtime.engine.Engine (it gives max_context, last_stats and cancel "
+            "defaults) and implement generate()."
+        )
+    return engine
+
+
+def _close_runner(runner: asyncio.Runner) -> None:
+    """Close the event loop of an agent that was never closed (at exit, or when collected)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: a full close (tasks, async generators, threads)
+        runner.close()
+        return
+    # Collected while another loop runs in this thread: that loop must be left alone.
+    with contextlib.suppress(RuntimeError):
+        runner.get_loop().close()
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -36,8 +36,17 @@ class Usage(BaseModel):
         )
 
 
+class TruncatedCall(BaseModel):
+    """A tool call a limit cut off before it ended: never run, not kept in the conversation."""
+
+    call_id: str
+    recipient: str
+    arguments: str
+
+
 class TurnStats(BaseModel):
-    """One model turn: a generate call and the tool calls it ended with."""
+    """One model turn: a generate call and the tool call it ended with. `recoveries` lists
+    what the lenient parser repaired and what the turn discarded."""
 
     turn: int
     usage: Usage
@@ -45,6 +54,7 @@ class TurnStats(BaseModel):
     generate_seconds: float = 0.0
     tool_seconds: float = 0.0
     recoveries: list[str] = Field(default_factory=list)
+    truncated_call: TruncatedCall | None = None
 
 
 class ToolCall(BaseModel):
@@ -69,6 +79,11 @@ class RunResult(BaseModel):
     turns: list[TurnStats] = Field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+
+    @property
+    def truncated_call(self) -> TruncatedCall | None:
+        """The call the run's last turn was writing when a limit cut it off, if any."""
+        return self.turns[-1].truncated_call if self.turns else None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 
 from runtime.config import ModelConfig
-from runtime.engine import GenerationStats
+from runtime.engine import Engine, GenerationStats, Sampling
 from runtime.kv_cache import LayerCache
 from runtime.model import Transformer
 from runtime.moe import ExpertCache
@@ -43,7 +43,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-class LocalModel:
+class LocalModel(Engine):
     """A loaded gpt-oss model: `logits` for reference, `generate` to stream tokens."""
 
     def __init__(
@@ -102,6 +102,7 @@ class LocalModel:
         """Stream up to `max_tokens` new ids; a stop token is yielded, then generation ends.
         `last_stats` describes the call (final once the iterator is exhausted)."""
         tokens = list(tokens)
+        sampling = Sampling(max_tokens, temperature, top_p, seed, frozenset(stop_tokens))
         if not tokens:
             raise ValueError("generate needs at least one prompt token")
         if len(tokens) + max_tokens > self.max_context:
@@ -109,15 +110,17 @@ class LocalModel:
                 f"prompt ({len(tokens)}) + max_tokens ({max_tokens}) exceeds the context "
                 f"({self.max_context} positions)"
             )
-        stop = set(stop_tokens)
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        return self._stream(tokens, max_tokens, temperature, top_p, generator, stop)
+        return self._stream(tokens, sampling, generator)
 
     @torch.no_grad()
-    def _stream(self, tokens, max_tokens, temperature, top_p, generator, stop) -> Iterator[int]:
+    def _stream(
+        self, tokens: list[int], sampling: Sampling, generator: torch.Generator | None
+    ) -> Iterator[int]:
         stats = self.last_stats = GenerationStats(prompt_tokens=len(tokens))
+        max_tokens, stop = sampling.max_tokens, sampling.stop_tokens
         if max_tokens <= 0:
             return
         try:
@@ -128,7 +131,7 @@ class LocalModel:
             logits = self._prefill(tokens[stats.reused :])
             stats.prefill_seconds = time.perf_counter() - start
             for step in range(max_tokens):
-                token = sample(logits, temperature, top_p, generator)
+                token = sample(logits, sampling.temperature, sampling.top_p, generator)
                 stats.generated += 1
                 yield token
                 if token in stop or step == max_tokens - 1:
@@ -136,6 +139,8 @@ class LocalModel:
                 start = time.perf_counter()
                 logits = self._decode_next(token)
                 stats.decode_seconds += time.perf_counter() - start
+        except GeneratorExit:  # closed between steps: the caches hold exactly `self.cached`
+            raise
         except BaseException:
             self.reset()  # a forward may have stopped half-way through the caches
             raise

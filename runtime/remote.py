@@ -6,18 +6,25 @@ Two kinds of server:
   only return text get it re-encoded with our tokenizer.
 - Raw-text servers (Ollama `/api/generate` with `raw: true`, llama.cpp `/completion`): the
   streamed text is encoded back into ids, special tokens included (these servers print
-  `<|call|>` etc. as text). llama.cpp takes the prompt as token ids; Ollama only as text, so
-  text in the conversation that merely looks like a special token is broken up first
-  (see `prompt_markup`): the server would otherwise read a user's `<|end|>` as the token.
+  `<|channel|>` etc. as text). llama.cpp takes the prompt as token ids and sends each sampled
+  id; Ollama only takes text, so text in the conversation that merely looks like a special
+  token is broken up first (see `prompt_markup`): the server would otherwise read a user's
+  `<|end|>` as the token.
 
-Connection failures, 429 and 5xx are retried with exponential backoff, but only before the
-first token arrived: after that a retry would repeat tokens the caller already has.
+Servers stop on the model's end tokens themselves and most leave that token out of what they
+stream; `end_token` turns what each one reports instead into the token the caller expects.
+After the stop token the rest of the response (the usage chunk with the prompt's cache use)
+is still read, for at most `usage_wait` seconds. Failures before the first token are retried
+under `agent.http_retry.RetryPolicy`; after it a retry would repeat tokens the caller has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -26,11 +33,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 
 from agent.harmony import HarmonyEncoding, HarmonyEncodingName, load_harmony_encoding
-from runtime.engine import GenerationStats
+from agent.http_retry import RetryPolicy
+from runtime.engine import Engine, GenerationStats, Sampling
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _TOKEN_ID_PREFIX = "token_id:"
+START, MESSAGE, RETURN, CALL, END_OF_TEXT = 200006, 200008, 200002, 200012, 199999
 
 
 def prompt_markup(encoding: HarmonyEncoding, tokens: Sequence[int]) -> str:
@@ -51,11 +59,62 @@ def prompt_markup(encoding: HarmonyEncoding, tokens: Sequence[int]) -> str:
     return "".join(parts)
 
 
+def end_token(
+    encoding: HarmonyEncoding,
+    sampled: Sequence[int],
+    *,
+    stopped: bool,
+    token: int | None = None,
+    word: str | None = None,
+) -> int | None:
+    """The stop token that ended a completion, from what the server reported at its end;
+    None when it did not end on one (the token limit) or the stream already carried it.
+
+    What each server reports when gpt-oss ends a message with `<|return|>` / `<|call|>`:
+
+    | server            | end of completion       | names the token        | stop token streamed |
+    |-------------------|-------------------------|------------------------|---------------------|
+    | vLLM >= 0.10.2    | finish_reason "stop"    | stop_reason: the id    | yes, in token_ids   |
+    | (return_token_ids)|                         | (stop_token_ids), null | (not in text)       |
+    |                   |                         | (the tokenizer's EOS)  |                     |
+    | vLLM < 0.10.2     | finish_reason "stop"    | as above               | no: text only,      |
+    |                   |                         |                        | stop token left out |
+    | SGLang            | finish_reason "stop"    | matched_stop: the id   | no (trimmed)        |
+    |                   |                         | (EOS too) or string    |                     |
+    | Ollama raw        | done true,              | no                     | no                  |
+    | /api/generate     | done_reason "stop"      |                        |                     |
+    | llama.cpp         | stop true, stop_type    | stopping_word ("word") | the id in tokens,   |
+    | /completion       | "eos" or "word"         | nothing for "eos"      | not in content      |
+
+    The token limit (finish_reason / done_reason "length", stop_type "limit") is no stop
+    token: `stopped` False. A named id or stop word is that token. An unnamed end (vLLM's
+    null, Ollama, llama.cpp's "eos") is the model's end-of-generation for the message it
+    was writing: gpt-oss ends a message with a recipient (`to=` in its header) with
+    `<|call|>`, any other with `<|return|>` (its tokenizer's EOS: vLLM's null).
+    """
+    if not stopped:
+        return None
+    last = sampled[-1] if sampled else None
+    if token is None and word:
+        ids = encoding.encode(word, allowed_special="all")
+        if len(ids) != 1 or not encoding.is_special_token(ids[0]):
+            return None
+        token = ids[0]
+    if token is not None:
+        return None if last == token else token
+    if last in (RETURN, CALL, END_OF_TEXT):
+        return None
+    starts = [i for i, t in enumerate(sampled) if t == START]
+    message = list(sampled[starts[-1] + 1 :] if starts else sampled)
+    header = message[: message.index(MESSAGE)] if MESSAGE in message else message
+    return CALL if " to=" in " " + encoding.decode(header).replace("<|", " <|") else RETURN
+
+
 class RemoteError(RuntimeError):
     """The server could not be reached or answered something we cannot use."""
 
 
-class RemoteEngine:
+class RemoteEngine(Engine):
     """Shared HTTP plumbing: one client, bounded retries, streamed responses.
 
     Subclasses say what to send (`_request`) and how to read the stream (`_read`).
@@ -72,14 +131,17 @@ class RemoteEngine:
         connect_timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
+        max_retry_wait: float = 30.0,
+        usage_wait: float = 0.5,
         encoding: HarmonyEncoding | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.retries = retries
-        self.backoff = backoff
+        self.retry = RetryPolicy(retries, backoff, max_retry_wait)
+        self.usage_wait = usage_wait
         self.encoding = encoding or load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
         self.last_stats: GenerationStats | None = None
+        self._active: httpx.Response | None = None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout)
@@ -95,15 +157,31 @@ class RemoteEngine:
         seed: int | None = None,
         stop_tokens: Iterable[int] = (),
     ) -> Iterator[int]:
-        """Stream new ids; a stop token is yielded last, then the response is closed."""
-        tokens, stop = list(tokens), frozenset(stop_tokens)
+        """Stream new ids; a stop token is yielded last, then the rest of the response is
+        read for its usage report (bounded by `usage_wait`) and closed."""
+        tokens = list(tokens)
+        sampling = Sampling(max_tokens, temperature, top_p, seed, frozenset(stop_tokens))
         self.last_stats = None
-        path, body = self._request(tokens, max_tokens, temperature, top_p, seed, stop)
+        path, body = self._request(tokens, sampling)
         with self._open(path, body) as response:
-            for token in self._read(response, tokens, stop):
-                yield token
-                if token in stop:
-                    return
+            self._active = response
+            reader = self._read(response, tokens)
+            for token in reader:
+                if token not in sampling.stop_tokens:
+                    yield token
+                    continue
+                try:
+                    yield token
+                finally:  # also when the caller closes us right after the stop token
+                    self._read_rest(response, reader)
+                return
+
+    def cancel(self) -> None:
+        """Cut the response being streamed (a `generate` blocked waiting for the server
+        raises `RemoteError` at once)."""
+        response = self._active
+        if response is not None and not response.is_closed:
+            _abort(response)
 
     def close(self) -> None:
         self._client.close()
@@ -116,61 +194,82 @@ class RemoteEngine:
 
     # -- for subclasses -------------------------------------------------------------------
 
-    def _request(
-        self,
-        tokens: list[int],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int | None,
-        stop: frozenset[int],
-    ) -> tuple[str, dict[str, Any]]:
+    def _request(self, tokens: list[int], sampling: Sampling) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
-    def _read(
-        self, response: httpx.Response, prompt: list[int], stop: frozenset[int]
-    ) -> Iterator[int]:
+    def _read(self, response: httpx.Response, prompt: list[int]) -> Iterator[int]:
+        """The sampled ids, ending with the stop token `end_token` names; sets `last_stats`
+        when the server reports its cache use."""
         raise NotImplementedError
+
+    def _stats(self, prompt: list[int], prefilled: int) -> None:
+        self.last_stats = GenerationStats(
+            prompt_tokens=len(prompt),
+            prefilled=min(prefilled, len(prompt)),
+            reused=max(len(prompt) - prefilled, 0),
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _open(self, path: str, body: dict[str, Any]) -> _Stream:
         url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        attempt = 0
+        while True:
             try:
                 request = self._client.build_request("POST", url, json=body)
                 response = self._client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if last:
+                delay = self.retry.delay(attempt)
+                reason = f"cannot connect to {url}: {exc}"
+                if delay is None:
                     raise RemoteError(
                         f"cannot connect to {url} ({exc}). Is the server running and is the "
                         "URL right? Pass --model with the server's address, or a checkpoint "
                         "path to run locally."
                     ) from exc
-                self._sleep(attempt, None, f"cannot connect to {url}: {exc}")
-                continue
             except httpx.TimeoutException as exc:
                 raise RemoteError(f"{url} did not answer in time: {exc}") from exc
-            if response.status_code == 200:
-                return _Stream(response, url)
-            detail = response.read().decode("utf-8", errors="replace")[:500]
-            response.close()
-            if response.status_code in RETRY_STATUS and not last:
+            else:
+                if response.status_code == 200:
+                    return _Stream(response, url)
+                detail = response.read().decode("utf-8", errors="replace")[:500]
+                response.close()
+                delay = self.retry.delay(attempt, response.status_code, response.headers)
                 reason = f"{url} answered HTTP {response.status_code}"
-                self._sleep(attempt, response.headers.get("retry-after"), reason)
-                continue
-            raise RemoteError(
-                f"{url} answered HTTP {response.status_code}: {detail or '(no body)'}"
-            )
-        raise AssertionError("unreachable")  # pragma: no cover
+                if delay is None:
+                    asked = response.headers.get("retry-after")
+                    later = f" (it asks to retry after {asked}; too long to wait)" if asked else ""
+                    raise RemoteError(
+                        f"{url} answered HTTP {response.status_code}: "
+                        f"{detail or '(no body)'}{later}"
+                    )
+            log.info("%s; retry %d of %d in %.1f s", reason, attempt + 1, self.retry.retries, delay)
+            time.sleep(delay)
+            attempt += 1
 
-    def _sleep(self, attempt: int, retry_after: str | None, reason: str) -> None:
-        delay = min(self.backoff * 2**attempt, 30.0)
-        if retry_after is not None and retry_after.isdigit():
-            delay = min(float(retry_after), 30.0)
-        log.info("%s; retry %d of %d in %.1f s", reason, attempt + 1, self.retries, delay)
-        time.sleep(delay)
+    def _read_rest(self, response: httpx.Response, reader: Iterator[int]) -> None:
+        """Read what the server sends after the stop token (its usage report), giving up
+        after `usage_wait` seconds: a silent server must not hold the turn."""
+        timer = threading.Timer(self.usage_wait, _abort, args=(response,))
+        timer.start()
+        try:
+            for _ in reader:
+                pass
+        except (httpx.HTTPError, RemoteError, OSError):
+            pass  # cut off by the timer, or the server hung up: the tokens are all here
+        finally:
+            timer.cancel()
+
+
+def _abort(response: httpx.Response) -> None:
+    """Wake a read blocked on the response's socket (closing alone does not, on Linux)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    else:
+        response.close()
 
 
 class _Stream:
@@ -235,19 +334,25 @@ class _TextToIds:
         return self.encoding.encode(ready, allowed_special="all") if ready else []
 
 
+def _ints(value: Any) -> list[int] | None:
+    if isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return value
+    return None
+
+
 class OpenAICompletionsEngine(RemoteEngine):
     """vLLM, SGLang or oss-agent's own server: `POST /v1/completions` with token ids."""
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         super().__init__(base_url.removesuffix("/v1").rstrip("/"), **kwargs)
 
-    def _request(self, tokens, max_tokens, temperature, top_p, seed, stop):
+    def _request(self, tokens: list[int], sampling: Sampling) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
             "prompt": tokens,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "stop_token_ids": sorted(stop),
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "stop_token_ids": sorted(sampling.stop_tokens),
             "stream": True,
             "stream_options": {"include_usage": True},
             # vLLM: the sampled ids with each chunk; special tokens kept in the text for
@@ -255,40 +360,48 @@ class OpenAICompletionsEngine(RemoteEngine):
             "return_token_ids": True,
             "skip_special_tokens": False,
         }
-        if seed is not None:
-            body["seed"] = seed
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         if self.model is not None:
             body["model"] = self.model
         return "/v1/completions", body
 
-    def _read(self, response, prompt, stop):
+    def _read(self, response: httpx.Response, prompt: list[int]) -> Iterator[int]:
         text_ids = _TextToIds(self.encoding)
-        last: int | None = None
+        sampled: list[int] = []
         for event in _sse_events(response):
-            self._usage(event.get("usage"), len(prompt))
+            self._usage(event.get("usage"), prompt)
             for choice in event.get("choices") or []:
-                ids = choice.get("token_ids")
+                ids = _ints(choice.get("token_ids"))
                 if ids is None:
                     ids = _logprob_ids(choice.get("logprobs"))
                 if ids is None:
                     ids = text_ids.feed(choice.get("text") or "")
-                for token in ids:
-                    last = token
-                    yield token
-                # Servers that stop on a stop id may leave it out of the stream but name it.
-                stopped_by = choice.get("stop_reason", choice.get("matched_stop"))
-                if isinstance(stopped_by, int) and stopped_by in stop and last != stopped_by:
-                    last = stopped_by
-                    yield stopped_by
+                finish = choice.get("finish_reason")
+                if finish is not None:
+                    ids = ids + text_ids.flush()
+                sampled += ids
+                yield from ids
+                if finish is None:
+                    continue
+                named = choice.get("stop_reason", choice.get("matched_stop"))
+                end = end_token(
+                    self.encoding,
+                    sampled,
+                    stopped=finish == "stop",
+                    token=named if isinstance(named, int) else None,
+                    word=named if isinstance(named, str) else None,
+                )
+                if end is not None:
+                    sampled.append(end)
+                    yield end
         yield from text_ids.flush()
 
-    def _usage(self, usage: Any, prompt_tokens: int) -> None:
+    def _usage(self, usage: Any, prompt: list[int]) -> None:
         details = (usage or {}).get("prompt_tokens_details") or {}
         cached = details.get("cached_tokens")
         if isinstance(cached, int):
-            self.last_stats = GenerationStats(
-                prompt_tokens=prompt_tokens, prefilled=prompt_tokens - cached, reused=cached
-            )
+            self._stats(prompt, len(prompt) - cached)
 
 
 def _logprob_ids(logprobs: Any) -> list[int] | None:
@@ -302,21 +415,21 @@ def _logprob_ids(logprobs: Any) -> list[int] | None:
 class OllamaEngine(RemoteEngine):
     """Ollama's `/api/generate` in raw mode: harmony markup in, text out (NDJSON lines).
 
-    No stop strings are sent: Ollama would cut them from the text, and the loop needs to
-    know which one ended the turn; the stream is closed as soon as one is seen instead.
+    No stop strings are sent: Ollama stops on the model's end tokens itself and says only
+    `done_reason: "stop"`; `end_token` names the token.
     """
 
     def __init__(self, base_url: str, *, model: str, **kwargs: Any) -> None:
         super().__init__(base_url, model=model, **kwargs)
 
-    def _request(self, tokens, max_tokens, temperature, top_p, seed, stop):
+    def _request(self, tokens: list[int], sampling: Sampling) -> tuple[str, dict[str, Any]]:
         options: dict[str, Any] = {
-            "num_predict": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
+            "num_predict": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
         }
-        if seed is not None:
-            options["seed"] = seed
+        if sampling.seed is not None:
+            options["seed"] = sampling.seed
         body = {
             "model": self.model,
             "prompt": prompt_markup(self.encoding, tokens),
@@ -326,53 +439,76 @@ class OllamaEngine(RemoteEngine):
         }
         return "/api/generate", body
 
-    def _read(self, response, prompt, stop):
+    def _read(self, response: httpx.Response, prompt: list[int]) -> Iterator[int]:
         text_ids = _TextToIds(self.encoding)
         url = str(response.request.url)
+        sampled: list[int] = []
         for line in response.iter_lines():
             if not line.strip():
                 continue
             event = _json(line, url)
-            yield from text_ids.feed(event.get("response") or "")
-            if event.get("done"):
-                evaluated = event.get("prompt_eval_count")
-                if isinstance(evaluated, int):
-                    self.last_stats = GenerationStats(
-                        prompt_tokens=len(prompt),
-                        prefilled=evaluated,
-                        reused=max(len(prompt) - evaluated, 0),
-                    )
-                break
+            ids = text_ids.feed(event.get("response") or "")
+            if not event.get("done"):
+                sampled += ids
+                yield from ids
+                continue
+            ids += text_ids.flush()
+            sampled += ids
+            evaluated = event.get("prompt_eval_count")
+            if isinstance(evaluated, int):
+                self._stats(prompt, evaluated)
+            end = end_token(self.encoding, sampled, stopped=event.get("done_reason") == "stop")
+            yield from ids if end is None else [*ids, end]
+            return
         yield from text_ids.flush()
 
 
 class LlamaCppEngine(RemoteEngine):
-    """llama.cpp's server `/completion`: harmony markup in, streamed text out (SSE)."""
+    """llama.cpp's server `/completion`: token ids in, ids (`tokens`) and text out (SSE).
 
-    def _request(self, tokens, max_tokens, temperature, top_p, seed, stop):
+    Builds that send no `tokens` print special tokens as text only when the server runs
+    with `--special`; without it `<|channel|>` etc. arrive as nothing.
+    """
+
+    def _request(self, tokens: list[int], sampling: Sampling) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
             "prompt": list(tokens),  # ids, as we rendered them: no re-tokenizing on the server
-            "n_predict": max_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
+            "n_predict": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
             "stream": True,
             "cache_prompt": True,
+            "return_tokens": True,
         }
-        if seed is not None:
-            body["seed"] = seed
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         return "/completion", body
 
-    def _read(self, response, prompt, stop):
+    def _read(self, response: httpx.Response, prompt: list[int]) -> Iterator[int]:
         text_ids = _TextToIds(self.encoding)
+        sampled: list[int] = []
         for event in _sse_events(response):
-            yield from text_ids.feed(event.get("content") or "")
+            ids = _ints(event.get("tokens"))
+            if not ids:  # an older build, or the last event (its ids came before)
+                ids = text_ids.feed(event.get("content") or "")
+            if not event.get("stop"):
+                sampled += ids
+                yield from ids
+                continue
+            ids += text_ids.flush()
+            sampled += ids
             prefilled = (event.get("timings") or {}).get("prompt_n")
-            if event.get("stop") and isinstance(prefilled, int):
-                self.last_stats = GenerationStats(
-                    prompt_tokens=len(prompt),
-                    prefilled=prefilled,
-                    reused=max(len(prompt) - prefilled, 0),
-                )
+            if isinstance(prefilled, int):
+                self._stats(prompt, prefilled)
+            stop_type = event.get("stop_type")
+            end = end_token(
+                self.encoding,
+                sampled,
+                stopped=stop_type in ("eos", "word"),
+                word=event.get("stopping_word") if stop_type == "word" else None,
+            )
+            yield from ids if end is None else [*ids, end]
+            return
         yield from text_ids.flush()
 
 

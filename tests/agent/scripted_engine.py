@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from agent.harmony import HarmonyEncodingName, Message, Role, load_harmony_encoding
+from runtime.engine import Engine
 
 ENC = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 END, RETURN, CALL = 200007, 200002, 200012
@@ -49,7 +50,7 @@ def raw(text: str) -> list[int]:
     return ENC.encode(text, allowed_special="all")
 
 
-class ScriptedEngine:
+class ScriptedEngine(Engine):
     """Replays one scripted turn per `generate` call, honouring max_tokens and stop tokens
     as a real engine does. `delay` sleeps before each token (a slow model)."""
 

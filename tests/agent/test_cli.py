@@ -136,6 +136,14 @@ def test_unwritable_save_path_fails_before_the_run(cli, server) -> None:
     assert server.engine.prompts == []
 
 
+def test_run_says_when_the_token_limit_cut_a_call_off(cli, server) -> None:
+    server.engine.turns.append(sampled(call("python", "print(" + "1 + " * 40 + "1)")))
+    done = cli("run", "go", "-m", server.url, "--max-tokens", "12")
+    assert done.returncode == 1, done.output
+    assert "python: cut off by the token limit, not run" in done.output
+    assert "stopped: the model wrote 12 tokens in one turn" in done.output
+
+
 def test_no_model_says_how_to_get_one(cli) -> None:
     done = cli("run", "hi")
     assert done.returncode == 2

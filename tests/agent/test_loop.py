@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from types import SimpleNamespace
+import warnings
 
 import pytest
+from model_servers import KINDS, ModelServer
 from scripted_engine import ENC, ScriptedEngine, analysis, call, final, raw, sampled
 
 from agent import Agent
@@ -19,10 +22,12 @@ from agent.events import (
     ToolCallArgumentsDelta,
     ToolCallFinished,
     ToolCallStarted,
+    ToolCallTruncated,
     ToolResult,
     TurnEnd,
 )
 from agent.harmony import Message, Role, ToolNamespaceConfig
+from runtime.engine import Engine, GenerationStats
 from tools.base import Tool, tool_message
 from tools.functions import function_tool
 
@@ -270,7 +275,7 @@ def test_wall_time_limit_during_tool_call() -> None:
 
 
 def test_engine_failure_ends_run_with_error() -> None:
-    class Failing:
+    class Failing(Engine):
         def generate(self, tokens, **options):
             yield from raw("<|channel|>final<|message|>par")
             raise ConnectionError("server went away")
@@ -327,21 +332,42 @@ def test_stream_event_order() -> None:
     assert (finished.recipient, result_event.call.output) == ("functions.add", "3")
 
 
-def test_cancellation_closes_tools() -> None:
+def test_cancellation_stops_the_engine_and_keeps_the_session_as_it_was() -> None:
     echo = EchoTool()
-    engine = ScriptedEngine([sampled(analysis("word " * 500), final("never"))], delay=0.01)
+    engine = ScriptedEngine(
+        [sampled(final("first")), sampled(analysis("word " * 500), final("never"))], delay=0.01
+    )
 
     async def main():
         agent = Agent(engine, tools=[echo])
-        task = asyncio.create_task(agent.arun("go"))
+        assert (await agent.arun("one")).final_output == "first"
+        kept = list(agent.messages)
+        task = asyncio.create_task(agent.arun("two"))
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        return agent, kept
 
-    asyncio.run(main())
-    assert echo.closed == 1
+    agent, kept = asyncio.run(main())
     assert engine.closed.wait(2)
+    assert agent.messages == kept  # no dangling question, no half-written turn
+    assert echo.closed == 0  # tools live on with the agent (chat goes on after a cancel)
+
+
+def test_breaking_out_of_stream_early_leaves_no_dangling_user_message() -> None:
+    engine = ScriptedEngine([sampled(analysis("word " * 50), final("x")), sampled(final("y"))])
+    agent = Agent(engine)
+
+    async def first_delta():
+        async with contextlib.aclosing(agent.stream("abandoned")) as events:
+            async for event in events:
+                return event
+
+    assert isinstance(asyncio.run(first_delta()), ReasoningDelta)
+    assert agent.messages == []
+    assert agent.run("next").final_output == "y"
+    assert "abandoned" not in engine.prompt_text(1)
 
 
 def test_context_managers_close_tools() -> None:
@@ -361,8 +387,7 @@ def test_context_managers_close_tools() -> None:
 def test_engine_stats_reported_as_prefilled_and_reused() -> None:
     class Caching(ScriptedEngine):
         def generate(self, tokens, **options):
-            # The shape of runtime.engine.GenerationStats.
-            self.last_stats = SimpleNamespace(prefilled=4, reused=len(tokens) - 4)
+            self.last_stats = GenerationStats(prefilled=4, reused=len(tokens) - 4)
             return super().generate(tokens, **options)
 
     engine = Caching([sampled(final("a"))])
@@ -373,3 +398,146 @@ def test_engine_stats_reported_as_prefilled_and_reused() -> None:
 def test_unknown_effort_says_what_is_valid() -> None:
     with pytest.raises(ValueError, match="use low, medium or high"):
         Agent(ScriptedEngine([]), reasoning_effort="max")
+
+
+def test_engine_without_the_protocol_attributes_is_refused_clearly() -> None:
+    class Bare:
+        def generate(self, tokens, **options):
+            yield from ()
+
+    with pytest.raises(TypeError, match=r"lacks max_context, last_stats, cancel.*Subclass"):
+        Agent(Bare())
+
+
+# -- calls as real models write them, through real servers ---------------------------------
+
+WEATHER_CALL = '<|channel|>commentary to=functions.add <|constrain|>json<|message|>{"a": 2, "b": 3}'
+INVENTED_REPLY = (
+    "<|start|>functions.add to=assistant<|channel|>commentary<|message|>99<|end|>"
+    "<|start|>assistant<|channel|>final<|message|>It is 99.<|return|>"
+)
+
+
+@pytest.fixture
+def model_server():
+    servers: list[ModelServer] = []
+
+    def start(kind: str, turns: list[list[int]], **options) -> ModelServer:
+        servers.append(ModelServer(kind, turns, **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_ending_in_end_runs_once_and_the_invented_answer_is_dropped(
+    model_server, kind
+) -> None:
+    """`<|end|>` is no stop token, so the server samples on: the model writes the tool's
+    answer itself and a final answer. Only the real call runs; nothing invented is kept."""
+    server = model_server(
+        kind,
+        [raw(WEATHER_CALL + "<|end|>" + INVENTED_REPLY), sampled(final("2 + 3 = 5"))],
+    )
+    result = Agent(server.url, tools=[add]).run("2+3?")
+
+    assert (result.final_output, result.stop_reason) == ("2 + 3 = 5", "final")
+    [record] = result.tool_calls
+    assert (record.recipient, record.output, record.is_error) == ("functions.add", "5", False)
+    authors = [m.author.name for m in result.conversation.messages if m.author.role == Role.TOOL]
+    assert authors == ["functions.add"]
+    assert "99" not in [m.text for m in result.conversation.messages]
+    second = ENC.decode(server.prompt(1))
+    assert "It is 99" not in second and "<|message|>99<|end|>" not in second
+    assert any("instead of <|call|>" in r for r in result.turns[0].recoveries)
+
+
+def test_an_invented_tool_message_without_a_call_is_never_dispatched() -> None:
+    engine = ScriptedEngine(
+        [
+            raw("<|channel|>analysis<|message|>Check.<|end|>" + INVENTED_REPLY),
+            sampled(final("I should call add.")),
+        ]
+    )
+    result = Agent(engine, tools=[add]).run("2+3?")
+    assert result.tool_calls == [] and result.final_output == "I should call add."
+    assert all(m.author.role != Role.TOOL for m in result.conversation.messages)
+    assert "99" not in engine.prompt_text(1)
+    assert any("'functions.add'" in r for r in result.turns[0].recoveries)
+
+
+@pytest.mark.parametrize("kind", ["vllm", "vllm-0.10.1", "ollama", "llamacpp"])
+def test_a_call_cut_by_the_token_limit_is_not_a_call(model_server, kind) -> None:
+    full = sampled(analysis("Add."), call("functions.add", '{"a": 2, "b": 3}'))
+    server = model_server(kind, [full, sampled(final("ok"))])
+    agent = Agent(server.url, tools=[add], max_tokens_per_turn=len(full) - 4)
+
+    async def collect():
+        return [e async for e in agent.stream("2+3?")]
+
+    events = asyncio.run(collect())
+    result = events[-1].result
+    assert result.stop_reason == "max_tokens" and result.tool_calls == []
+    assert not any(isinstance(e, ToolCallFinished) for e in events)
+    [cut] = [e for e in events if isinstance(e, ToolCallTruncated)]
+    started = next(e for e in events if isinstance(e, ToolCallStarted))
+    assert (cut.call_id, cut.recipient) == (started.call_id, "functions.add")
+    assert result.truncated_call.arguments == cut.arguments
+    assert result.turns[0].truncated_call == result.truncated_call
+    # The next run's prompt has the reasoning but not the cut call.
+    agent.max_tokens_per_turn = 100
+    assert agent.run("again").final_output == "ok"
+    assert "to=functions.add" not in ENC.decode(server.prompt(1))
+
+
+@pytest.mark.parametrize("limit", ["cancel", "max_seconds"])
+def test_a_run_cut_short_stops_a_remote_generation_at_once(model_server, limit) -> None:
+    """The server is still prefilling (no token yet): the run does not wait for it."""
+    server = model_server("vllm", [sampled(final("late"))], stall_before_tokens=True)
+    agent = Agent(server.url, max_seconds=0.5 if limit == "max_seconds" else None)
+
+    async def main() -> float:
+        task = asyncio.create_task(agent.arun("hi"))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        if limit == "cancel":
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            assert (await task).stop_reason == "timeout"
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 3
+
+
+# -- the blocking API ------------------------------------------------------------------------
+
+
+def test_run_inside_a_running_event_loop_says_to_use_arun() -> None:
+    agent = Agent(ScriptedEngine([sampled(final("a"))]))
+
+    async def in_jupyter():
+        with pytest.raises(RuntimeError, match=r"use `await agent\.arun\(\.\.\.\)`"):
+            agent.run("hi")
+        return await agent.arun("hi")
+
+    assert asyncio.run(in_jupyter()).final_output == "a"
+
+
+def test_agents_never_closed_do_not_leak_their_event_loops() -> None:
+    """Each `run` loop becomes the thread's current loop; the next agent's replaces it, and
+    an unclosed one is then collected with a ResourceWarning (its sockets still open)."""
+
+    def session() -> None:
+        agent = Agent(ScriptedEngine([sampled(final("a"))]))
+        assert agent.run("hi").final_output == "a"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            session()
+            gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

@@ -63,6 +63,21 @@ def test_cache_is_reused_across_calls_like_an_agent_turn(model):
     assert model.last_stats.reused == 0
 
 
+def test_cache_survives_a_generation_closed_early(model):
+    """A timeout or a cancel closes the stream between steps: what went through the model
+    stays cached, and the next call prefills only what is new."""
+    model.reset()
+    tokens = prompt(40, seed=14)
+    stream = model.generate(tokens, max_tokens=20, temperature=0)
+    taken = [next(stream) for _ in range(5)]
+    stream.close()
+    follow = tokens + taken + prompt(6, seed=15)
+    out = list(model.generate(follow, max_tokens=4, temperature=0))
+    # The prompt and the 4 tokens decoded after it are reused; the 5th was never fed.
+    assert (model.last_stats.reused, model.last_stats.prefilled) == (40 + 4, 1 + 6)
+    assert out == greedy_by_full_forwards(model, follow, out)
+
+
 def test_rollback_within_the_window_and_full_reprefill_past_it(model):
     model.reset()
     tokens = prompt(60, seed=8)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from model_servers import KINDS, ModelServer
 
 from agent.harmony import (
     Conversation,
@@ -115,28 +117,6 @@ def test_vllm_token_ids_streamed(serve) -> None:
     assert body["return_token_ids"] is True and body["skip_special_tokens"] is False
 
 
-def test_stop_token_named_but_not_streamed_is_yielded(serve) -> None:
-    # Usage after the stop token is never read: the engine returns at the stop token, so
-    # only the stats of a complete stream are kept.
-    body_ids = COMPLETION_IDS[:-1]
-    events = [{"choices": [{"text": "", "token_ids": body_ids, "finish_reason": None}]}]
-    events.append(
-        {"choices": [{"text": "", "token_ids": [], "finish_reason": "stop", "stop_reason": 200002}]}
-    )
-    server = serve(lambda path, body: (200, SSE, sse(events)))
-    ids = list(OpenAICompletionsEngine(server.url).generate(PROMPT, stop_tokens=STOPS))
-    assert ids == COMPLETION_IDS
-
-
-def test_text_only_server_is_reencoded(serve) -> None:
-    pieces = ["<|chan", "nel|>final<|message|>Hel", "lo there<|ret", "urn|>"]
-    events = [{"choices": [{"text": p}]} for p in pieces]
-    server = serve(lambda path, body: (200, SSE, sse(events)))
-    ids = list(OpenAICompletionsEngine(server.url).generate(PROMPT, stop_tokens=STOPS))
-    assert ENC.decode(ids) == COMPLETION
-    assert ids[0] == 200005 and ids[-1] == 200002
-
-
 def test_logprob_token_ids(serve) -> None:
     events = [
         {"choices": [{"text": "?", "logprobs": {"tokens": [f"token_id:{t}"]}}]}
@@ -148,16 +128,14 @@ def test_logprob_token_ids(serve) -> None:
     )
 
 
-def test_ollama_raw_text(serve) -> None:
-    def reply(path, body):
-        lines = [{"response": ENC.decode([t]), "done": False} for t in COMPLETION_IDS]
-        lines.append({"response": "", "done": True, "prompt_eval_count": 5})
-        return 200, {}, (json.dumps(line).encode() + b"\n" for line in lines)
-
-    server = serve(reply)
-    engine = connect(server.url + "/api/generate?model=gpt-oss:20b")
-    assert isinstance(engine, OllamaEngine)
-    ids = list(engine.generate(PROMPT, max_tokens=99, seed=1, stop_tokens=STOPS))
+def test_ollama_request_is_raw_harmony_markup() -> None:
+    server = ModelServer("ollama", [COMPLETION_IDS])
+    try:
+        engine = connect(server.url)
+        assert isinstance(engine, OllamaEngine)
+        ids = list(engine.generate(PROMPT, max_tokens=99, seed=1, stop_tokens=STOPS))
+    finally:
+        server.close()
     assert ids == COMPLETION_IDS
     path, body = server.requests[0]
     assert path == "/api/generate"
@@ -166,28 +144,17 @@ def test_ollama_raw_text(serve) -> None:
     assert body["options"] == {"num_predict": 99, "temperature": 1.0, "top_p": 1.0, "seed": 1}
 
 
-def test_ollama_stats_when_stream_ends_without_stop_token(serve) -> None:
-    lines = [{"response": "<|channel|>final<|message|>cut", "done": False}]
-    lines.append({"response": "", "done": True, "prompt_eval_count": 5})
-    server = serve(lambda p, b: (200, {}, (json.dumps(x).encode() + b"\n" for x in lines)))
-    engine = OllamaEngine(server.url, model="m")
-    assert ENC.decode(list(engine.generate(PROMPT, stop_tokens=STOPS))).endswith("cut")
-    stats = engine.last_stats
-    assert (stats.prefilled, stats.reused) == (5, len(PROMPT) - 5)
-
-
-def test_llamacpp_completion(serve) -> None:
-    def reply(path, body):
-        events = [{"content": ENC.decode([t]), "stop": False} for t in COMPLETION_IDS]
-        return 200, SSE, sse(events)
-
-    server = serve(reply)
-    engine = connect(server.url + "/completion")
-    assert isinstance(engine, LlamaCppEngine)
-    assert list(engine.generate(PROMPT, max_tokens=7, stop_tokens=STOPS)) == COMPLETION_IDS
+def test_llamacpp_request_sends_token_ids() -> None:
+    server = ModelServer("llamacpp", [COMPLETION_IDS])
+    try:
+        engine = connect(server.url)
+        assert isinstance(engine, LlamaCppEngine)
+        assert list(engine.generate(PROMPT, max_tokens=7, stop_tokens=STOPS)) == COMPLETION_IDS
+    finally:
+        server.close()
     path, body = server.requests[0]
     assert path == "/completion" and body["n_predict"] == 7 and body["stream"] is True
-    assert body["prompt"] == PROMPT
+    assert body["prompt"] == PROMPT and body["return_tokens"] is True
 
 
 def test_text_that_looks_like_a_special_token_stays_text_for_raw_text_servers(serve) -> None:
@@ -260,13 +227,84 @@ def test_connect_rejects_unknown_urls() -> None:
     assert isinstance(connect("http://127.0.0.1:1/v1"), OpenAICompletionsEngine)
 
 
-def test_agent_runs_against_a_remote_server(serve) -> None:
+# -- every server kind and version, as it really answers -----------------------------------
+
+CALL_IDS = ENC.encode(
+    '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Oslo"}'
+    "<|call|>",
+    allowed_special="all",
+)
+
+
+@pytest.fixture
+def model_server():
+    servers: list[ModelServer] = []
+
+    def start(kind: str, turns: list[list[int]], **options) -> ModelServer:
+        servers.append(ModelServer(kind, turns, **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sampled", [COMPLETION_IDS, CALL_IDS], ids=["return", "call"])
+def test_each_server_kind_yields_the_stop_token_that_ended_the_message(
+    model_server, kind, sampled
+) -> None:
+    """vLLM before 0.10.2 sends text only and leaves `<|return|>` out (stop_reason null);
+    SGLang trims it and names it; Ollama and llama.cpp only say "stop" / "eos"."""
+    server = model_server(kind, [sampled])
+    ids = list(connect(server.url).generate(PROMPT, max_tokens=50, stop_tokens=STOPS))
+    assert ids == sampled
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_completion_cut_by_the_token_limit_ends_without_a_stop_token(model_server, kind):
+    server = model_server(kind, [COMPLETION_IDS])
+    ids = list(connect(server.url).generate(PROMPT, max_tokens=4, stop_tokens=STOPS))
+    assert ids == COMPLETION_IDS[:4]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_prompt_cache_use_is_read_after_the_stop_token(model_server, kind) -> None:
+    """vLLM sends `cached_tokens` in a usage chunk after the last token; the caller stops
+    at the stop token and closes the stream, as the agent loop does."""
+    server = model_server(kind, [COMPLETION_IDS, COMPLETION_IDS], cached=4)
+    engine = connect(server.url)
+    for close_at_stop in (False, True):
+        stream = engine.generate(PROMPT, stop_tokens=STOPS)
+        for token in stream:
+            if close_at_stop and token in STOPS:
+                stream.close()
+                break
+        stats = engine.last_stats
+        assert stats is not None, kind
+        assert (stats.prompt_tokens, stats.reused) == (len(PROMPT), 4)
+        assert stats.prefilled == len(PROMPT) - 4
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "ollama"])
+def test_a_server_silent_after_the_stop_token_does_not_hold_the_turn(model_server, kind):
+    """(Ollama says it stopped only in its last line, so there is nothing to wait for.)"""
+    server = model_server(kind, [COMPLETION_IDS], cached=4, stall_after_stop=True)
+    engine = connect(server.url, usage_wait=0.2)
+    started = time.monotonic()
+    assert list(engine.generate(PROMPT, stop_tokens=STOPS)) == COMPLETION_IDS
+    assert time.monotonic() - started < 2
+    if kind.startswith("llamacpp"):  # its timings come with the end, which never came
+        assert engine.last_stats is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_agent_answers_through_each_server_kind(model_server, kind) -> None:
     from agent import Agent
 
-    server = serve(
-        lambda path, body: (200, SSE, sse([{"choices": [{"token_ids": COMPLETION_IDS}]}]))
-    )
+    server = model_server(kind, [COMPLETION_IDS], cached=7)
     result = Agent(server.url).run("hi")
-    assert result.final_output == "Hello there"
-    prompt = ENC.decode(server.requests[0][1]["prompt"])
+    assert (result.final_output, result.stop_reason) == ("Hello there", "final")
+    assert result.usage.reused_tokens == 7
+    prompt = ENC.decode(server.prompt(0))
     assert prompt.endswith("<|start|>user<|message|>hi<|end|><|start|>assistant")

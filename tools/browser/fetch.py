@@ -10,8 +10,6 @@ or inside a throwaway container (`tools.browser.sandbox.DockerHop`).
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +17,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from agent.http_retry import RetryPolicy
 from tools.base import ToolError
 from tools.browser.guard import EgressGuard
 from tools.browser.page import RawResponse, is_supported, media_type_of, unsupported
@@ -64,26 +63,6 @@ class Hop(Protocol):
     async def __call__(
         self, url: httpx.URL, ip: str, *, timeout: float, max_bytes: int, wants_body: BodyWanted
     ) -> RawResponse: ...
-
-
-def retry_delay(
-    status: int, headers: Mapping[str, str], attempt: int, backoff: float, cap: float
-) -> float | None:
-    """Seconds to wait before retrying a 429/5xx response, or None when it should not be
-    retried (other statuses, or a Retry-After longer than `cap`)."""
-    if status != 429 and not 500 <= status <= 599:
-        return None
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return min(backoff * 2**attempt, cap)
-    if value.isdigit():
-        wait = float(value)
-    else:
-        try:
-            wait = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            wait = backoff * 2**attempt
-    return max(wait, 0.0) if wait <= cap else None
 
 
 class HttpxHop:
@@ -206,15 +185,15 @@ class Fetcher:
         host = parsed.raw_host.decode("ascii")
         ip = await self.guard.resolve(parsed.scheme, host, parsed.port or _default_port(parsed))
         limits = self.limits
-        for attempt in range(limits.retries + 1):
+        policy = RetryPolicy(limits.retries, limits.backoff, limits.max_retry_after)
+        attempt = 0
+        while True:
             response = await self._send(parsed, ip)
-            delay = retry_delay(
-                response.status, response.headers, attempt, limits.backoff, limits.max_retry_after
-            )
-            if delay is None or attempt == limits.retries:
+            delay = policy.delay(attempt, response.status, response.headers)
+            if delay is None:
                 return response
             await asyncio.sleep(delay)
-        raise AssertionError("unreachable: the loop returns on its last attempt")
+            attempt += 1
 
     async def _send(self, url: httpx.URL, ip: str) -> RawResponse:
         timeout = self.limits.timeout

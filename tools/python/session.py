@@ -78,8 +78,20 @@ class PythonSession:
             return self._run(code)
 
     async def arun(self, code: str) -> str:
-        """`run` without blocking the event loop."""
-        return await asyncio.to_thread(self.run, code)
+        """`run` without blocking the event loop. Cancelling it interrupts the kernel, so
+        the execution stops instead of running on in its thread."""
+        try:
+            return await asyncio.to_thread(self.run, code)
+        except asyncio.CancelledError:
+            self.interrupt()
+            raise
+
+    def interrupt(self) -> None:
+        """Interrupt the running execution (KeyboardInterrupt in the code); callable from
+        any thread, a no-op when the kernel is not started."""
+        backend = self._backend
+        if backend is not None:
+            backend.interrupt()
 
     def close(self) -> None:
         """Stop the kernel and remove its container (and the data folder if it made it).

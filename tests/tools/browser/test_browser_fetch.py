@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tools.browser.fetch import FetchError, TooLarge, retry_delay
+from tools.browser.fetch import FetchError, TooLarge
 from tools.browser.guard import EgressDenied
 from tools.browser.page import UnsupportedContent
 
@@ -114,15 +114,6 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(site, make_fetcher):
     with pytest.raises(FetchError, match=r"HTTP 429 .*retry after 3600"):
         fetch(make_fetcher(), f"{site.url}/rate-limited")
     assert len(site.requests) == 1 and time.monotonic() - started < 1
-
-
-def test_retry_delay_policy():
-    assert retry_delay(200, {}, 0, 0.5, 10) is None
-    assert retry_delay(404, {}, 0, 0.5, 10) is None
-    assert retry_delay(503, {}, 2, 0.5, 10) == 2.0
-    assert retry_delay(429, {"retry-after": "3"}, 0, 0.5, 10) == 3.0
-    assert retry_delay(429, {"retry-after": "30"}, 0, 0.5, 10) is None
-    assert retry_delay(503, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0, 0.5, 10) == 0.0
 
 
 def test_a_refused_connection_is_a_clear_error(make_fetcher):

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import httpx
 from bs4 import BeautifulSoup
 
+from agent.http_retry import RetryPolicy
 from tools.base import ToolError
-from tools.browser.fetch import retry_delay
 from tools.browser.page import Page
 
 
@@ -123,19 +123,20 @@ class WebSearchBackend(SearchBackend):
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one API request, retrying 429/5xx with backoff; the decoded JSON body."""
         url = self.base_url + path
-        for attempt in range(self.retries + 1):
+        policy = RetryPolicy(self.retries, self.backoff, self.backoff * 20)
+        attempt = 0
+        while True:
             try:
                 response = await self._client.request(method, url, **kwargs)
             except httpx.TimeoutException as exc:
                 raise SearchError(f"{self.name} search timed out; try again.") from exc
             except httpx.HTTPError as exc:
                 raise SearchError(f"{self.name} search could not be reached ({exc}).") from exc
-            delay = retry_delay(
-                response.status_code, response.headers, attempt, self.backoff, self.backoff * 20
-            )
-            if delay is None or attempt == self.retries:
+            delay = policy.delay(attempt, response.status_code, response.headers)
+            if delay is None:
                 break
             await asyncio.sleep(delay)
+            attempt += 1
         if response.status_code in (401, 403):
             raise SearchError(
                 f"{self.name} search refused the request (HTTP {response.status_code}); "

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, Field
+from scripted_engine import ScriptedEngine
 
 from agent.harmony import DeveloperContent, Message, Role
 from agent.harmony.render import developer_text
@@ -138,11 +139,11 @@ def test_agent_rejects_a_function_it_cannot_describe_when_built() -> None:
         """Send text."""
 
     with pytest.raises(TypeError, match=r"function tool print: parameter \*args cannot"):
-        Agent(object(), tools=[print])
+        Agent(ScriptedEngine([]), tools=[print])
     with pytest.raises(TypeError, match=r"function tool send: parameter 'sock' has type"):
-        Agent(object(), tools=[send])
+        Agent(ScriptedEngine([]), tools=[send])
     with pytest.raises(TypeError, match="42 is not a tool"):
-        Agent(object(), tools=[42])
+        Agent(ScriptedEngine([]), tools=[42])
 
 
 def test_agent_takes_plain_typed_functions_as_tools() -> None:
@@ -152,7 +153,7 @@ def test_agent_takes_plain_typed_functions_as_tools() -> None:
         """Add two integers."""
         return a + b
 
-    [tool] = Agent(object(), tools=[add]).tools
+    [tool] = Agent(ScriptedEngine([]), tools=[add]).tools
     assert isinstance(tool, FunctionTool) and tool.name == "functions.add"
 
 

@@ -1,5 +1,6 @@
 """Terminal display of a run's events: reasoning dimmed, tool calls and results marked,
-the answer plain. Model text is printed verbatim (no rich markup interpretation)."""
+the answer plain. Model and tool text is printed as text: no rich markup is interpreted and,
+through `safe_text`, no terminal control sequence reaches the terminal."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from agent.events import (
     ToolCallStarted,
     ToolResult,
 )
+from agent.safe_text import safe_text
 
 RESULT_PREVIEW_CHARS = 2000
 
@@ -38,7 +40,7 @@ class EventPrinter:
             self._text("answer", event.text, None)
         elif isinstance(event, ToolCallStarted):
             self._begin("call")
-            self.console.print(f"→ {event.recipient} ", style="bold cyan", end="")
+            self._print(f"→ {event.recipient} ", style="bold cyan", end="")
         elif isinstance(event, ToolCallArgumentsDelta):
             self._text("call", event.text, "cyan")
         elif isinstance(event, ToolResult):
@@ -47,12 +49,12 @@ class EventPrinter:
             if len(output) > RESULT_PREVIEW_CHARS:
                 output = output[:RESULT_PREVIEW_CHARS] + f" … ({len(event.call.output)} chars)"
             style = "red" if event.call.is_error else "green"
-            self.console.print(f"← {event.call.recipient}", style=f"bold {style}")
-            self.console.print(output, style=style, markup=False, highlight=False)
+            self._print(f"← {event.call.recipient}", style=f"bold {style}")
+            self._print(output, style=style)
             self._section = None
         elif isinstance(event, Error):
             self._begin("error")
-            self.console.print(f"error: {event.message}", style="bold red", markup=False)
+            self._print(f"error: {event.message}", style="bold red")
             self._section = None
         elif isinstance(event, Done):
             self._begin(None)
@@ -65,7 +67,7 @@ class EventPrinter:
                 f"({usage.reasoning_tokens} reasoning), {result.seconds:.1f} s"
             )
             style = "dim" if result.stop_reason == "final" else "bold yellow"
-            self.console.print(summary, style=style, markup=False, highlight=False)
+            self._print(summary, style=style)
 
     def _begin(self, section: str | None) -> None:
         if self._section is not None and self._section != section:
@@ -74,4 +76,8 @@ class EventPrinter:
 
     def _text(self, section: str, text: str, style: str | None) -> None:
         self._begin(section)
-        self.console.print(text, style=style, end="", markup=False, highlight=False)
+        self._print(text, style=style, end="")
+
+    def _print(self, text: str, style: str | None, end: str = "\n") -> None:
+        """The one way text reaches the terminal: as plain text, control sequences defused."""
+        self.console.print(safe_text(text), style=style, end=end, markup=False, highlight=False)

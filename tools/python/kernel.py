@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import queue
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from typing import Any, Literal
 
 from jupyter_client import BlockingKernelClient
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from agent.safe_text import safe_text
+
 _POLL = 0.05  # seconds between checks that the kernel still lives while waiting
 _IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 
@@ -32,7 +32,8 @@ class KernelDied(Exception):
 @dataclass
 class Output:
     """What one execution printed, cut to `limit` characters: the first and the last half,
-    since the end holds what matters most (the traceback, the last values of a loop)."""
+    since the end holds what matters most (the traceback, the last values of a loop).
+    Control sequences (colours, screen clears, ...) are defused as text arrives."""
 
     limit: int
     error: str | None = None  # the exception's name, if the code raised one
@@ -41,6 +42,7 @@ class Output:
     dropped: int = 0
 
     def add(self, text: str) -> None:
+        text = safe_text(text)
         room = self.limit // 2 - len(self.head)
         if room > 0 and not self.tail:
             self.head += text[:room]
@@ -73,7 +75,8 @@ class Kernel:
     """A connected client of one kernel."""
 
     def __init__(self, connection_info: dict[str, Any], save_file: Callable[[str, bytes], str]):
-        """`save_file(extension, data)` stores an image and returns the path to mention."""
+        """`save_file(extension, data)` stores an image and returns the path to mention, or
+        raises OSError (e.g. the data folder is full)."""
         self._client = BlockingKernelClient()
         self._client.load_connection_info(connection_info)
         self._client.start_channels(stdin=False, hb=False)
@@ -128,7 +131,7 @@ class Kernel:
                 output.add(self._render(content["data"]))
             elif kind == "error":
                 output.error = content["ename"]
-                output.add(_ANSI.sub("", "\n".join(content["traceback"])) + "\n")
+                output.add("\n".join(content["traceback"]) + "\n")
         return "timeout"
 
     def close(self) -> None:
@@ -139,11 +142,16 @@ class Kernel:
         for mime, ext in _IMAGE_TYPES.items():
             if mime in data:
                 raw = data[mime]
-                blob = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
-                path = self._save_file(ext, blob)
+                try:  # the code can display anything under any type (`raw=True`)
+                    blob = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
+                    path = self._save_file(ext, blob)
+                except (AttributeError, TypeError, ValueError):
+                    return f"[{mime} not saved: the data is not a valid {ext} image]\n"
+                except OSError as exc:
+                    return f"[{mime} not saved: {exc}]\n"
                 return f"[{mime} saved to {path}]\n"
         if "text/plain" in data:
-            return data["text/plain"] + "\n"
+            return f"{data['text/plain']}\n"
         return f"[{', '.join(sorted(data))} output not shown]\n"
 
     def _wait_reply(self, msg_id: str, timeout: float, alive: Callable[[], bool]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from jupyter_client import KernelManager
 
+from tools.python import hostfiles
 from tools.python.config import SandboxConfig
 from tools.python.errors import SandboxError
 
@@ -70,8 +71,18 @@ class LocalBackend:
     def logs(self) -> str:
         return ""
 
-    def give_to_sandbox(self, path: Path) -> None:
-        """Files written by the host are the kernel's already: same user."""
+    def kernel_started(self) -> None:
+        """Nothing to lock: the kernel is this user's own process."""
+
+    def save_file(self, extension: str, data: bytes) -> str:
+        """A figure in the data folder, under a name not yet taken by anything (the code can
+        plant links there too; one is never written through)."""
+        name = hostfiles.write_new_file(self.data_dir, "figure", extension, data)
+        return str(self.data_dir / name)
+
+    def sync_data(self) -> list[str]:
+        """The kernel works in `data_dir` itself: nothing to copy."""
+        return []
 
     def close(self) -> None:
         if self._manager.has_kernel:

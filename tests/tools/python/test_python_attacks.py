@@ -222,3 +222,17 @@ def test_a_user_folder_larger_than_the_quota_is_refused_up_front(tmp_path):
     with pytest.raises(SandboxError, match=r"raise SandboxConfig\.data_size"):
         PythonSession(data_size="1m", data_dir=data).start()
     assert (data / "big").stat().st_size == 2 << 20
+
+
+def test_code_planted_in_the_local_data_folder_never_becomes_the_next_kernel(tmp_path):
+    planted = "open('hijacked', 'w').write(__name__)\nraise SystemExit('not the real one')\n"
+    for name in ("ipykernel_launcher.py", "numpy.py"):
+        (tmp_path / name).write_text(planted)
+    with (
+        pytest.warns(UserWarning),
+        PythonSession(backend="local", data_dir=tmp_path, timeout=20) as py,
+    ):
+        assert "The kernel was restarted" in py.run("import os; os._exit(1)")
+        out = py.run("import os, numpy\nprint(os.getcwd(), numpy.__file__.startswith(os.getcwd()))")
+        assert out == f"{tmp_path} False\n"
+    assert not (tmp_path / "hijacked").exists()

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+_SIZE = re.compile(r"^\s*([1-9][0-9]*)([kKmMgG]?)\s*$")
+
+
+def size_in_bytes(size: str) -> int:
+    """Bytes of a docker-style size (`256m`, `1g`, `65536`)."""
+    number, unit = _SIZE.fullmatch(size).groups()  # type: ignore[union-attr]
+    return int(number) << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
 
 
 class SandboxConfig(BaseModel):
@@ -33,7 +42,7 @@ class SandboxConfig(BaseModel):
     tmp_noexec: bool = Field(True, description="Mount /tmp noexec.")
     data_size: str = Field(
         "256m",
-        pattern=r"^\s*[1-9][0-9]*[kKmMgG]?\s*$",
+        pattern=_SIZE.pattern,
         description="Quota of /mnt/data (in memory, counted in the memory of the kernel that "
         "writes); writing past it fails with 'No space left on device'.",
     )

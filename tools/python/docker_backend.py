@@ -39,7 +39,6 @@ import io
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -58,7 +57,7 @@ from docker.types import Mount
 from requests.exceptions import RequestException
 
 from tools.python import hostfiles
-from tools.python.config import SandboxConfig
+from tools.python.config import SandboxConfig, size_in_bytes
 from tools.python.errors import SandboxError
 from tools.python.image import connect, ensure_image
 
@@ -70,13 +69,6 @@ OWNER_HOST_LABEL = "oss-agent.host"
 KERNEL_DIR = "/run/kernel"
 DATA_DIR = "/mnt/data"
 NOBODY = 65534
-_SIZE = re.compile(r"(\d+)([kmg]?)", re.IGNORECASE)
-
-
-def size_in_bytes(size: str) -> int:
-    """Bytes of a docker-style size (`256m`, `1g`, `65536`)."""
-    number, unit = _SIZE.fullmatch(size.strip()).groups()  # type: ignore[union-attr]
-    return int(number) << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
 
 
 def owned_filters(pid: int | None = None) -> dict[str, list[str]]:

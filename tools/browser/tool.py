@@ -139,7 +139,13 @@ class BrowserTool(Tool):
         return render_display(page, cursor, start, end)
 
     async def _search(self, args: SearchArgs) -> str:
-        results = (await self.backend.search(args.query, args.topn))[: args.topn]
+        try:
+            results = (await self.backend.search(args.query, args.topn))[: args.topn]
+        except (AttributeError, TypeError, KeyError) as exc:  # an answer of another shape
+            raise ToolError(
+                f"the {self.backend.name} search service answered in an unexpected format "
+                f"({type(exc).__name__}: {exc}); try again later or rephrase the query."
+            ) from exc
         return self._show(search_results_page(args.query, results, self.backend.name), 0, -1)
 
     async def _open(self, args: OpenArgs) -> str:

@@ -173,3 +173,29 @@ def test_control_characters_in_a_page_never_reach_the_model(browser, hostile):
     assert page.startswith("[0] ")
     assert not any(c in page for c in "\x1b\x07\x9b\u202e")
     assert "clear" in page
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"[]",
+        b'"text"',
+        b'{"results": {"a": 1}}',
+        b'{"results": [1, "x", null, {"url": 5, "title": ["t"]}, {"url": "x:", "content": 7}]}',
+        b'{"results": [{"url": "http://ok.example/", "title": {"a": 1}}]}',
+        b"not json",
+    ],
+)
+def test_a_search_api_answering_nonsense_is_a_tool_error(serve, answer):
+    from tools.browser.backends.searxng import SearxngBackend
+
+    api = serve(lambda request: (200, {"Content-Type": "application/json"}, answer))
+    browser = BrowserTool(SearxngBackend(base_url=api.url), web=False)
+    message = (
+        Message.from_role_and_content(Role.ASSISTANT, json.dumps({"query": "q"}))
+        .with_channel("analysis")
+        .with_recipient("browser.search")
+    )
+    [reply] = asyncio.run(browser.call(message))
+    text = reply.content[0].text
+    assert text.startswith(("Error: ", "[0] Search results")), text

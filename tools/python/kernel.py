@@ -7,6 +7,7 @@ any thread (one at a time), and a poll interval lets the caller notice a dead ke
 from __future__ import annotations
 
 import base64
+import contextlib
 import queue
 import time
 from collections.abc import Callable
@@ -114,25 +115,31 @@ class Kernel:
         """Add `msg_id`'s outputs to `output` until the kernel is idle, dies, or `timeout`."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
+            # The code runs in the kernel and holds its key: it can send any message at all,
+            # so one that is not shaped as the protocol says is dropped, never raised.
             try:
                 msg = self._client.iopub_channel.get_msg(timeout=min(remaining, _POLL))
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "status" and content["execution_state"] == "idle":
+                    return "done"
+                self._add(kind, content, output)
             except queue.Empty:
                 if not alive():
                     return "died"
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "status" and content["execution_state"] == "idle":
-                return "done"
-            if kind == "stream":
-                output.add(content["text"])
-            elif kind in ("execute_result", "display_data"):
-                output.add(self._render(content["data"]))
-            elif kind == "error":
-                output.error = content["ename"]
-                output.add("\n".join(content["traceback"]) + "\n")
+            except (AttributeError, TypeError, KeyError, ValueError):
+                output.add("[a malformed message from the kernel was dropped]\n")
         return "timeout"
+
+    def _add(self, kind: str, content: dict[str, Any], output: Output) -> None:
+        if kind == "stream":
+            output.add(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            output.add(self._render(content["data"]))
+        elif kind == "error":
+            output.error = str(content["ename"])
+            output.add("\n".join(content["traceback"]) + "\n")
 
     def close(self) -> None:
         self._client.stop_channels()
@@ -172,4 +179,5 @@ class Kernel:
         `get_msgs()` blocks when nothing is ready, hence `msg_ready`.)"""
         for channel in (self._client.shell_channel, self._client.iopub_channel):
             while channel.msg_ready():
-                channel.get_msg(timeout=0)
+                with contextlib.suppress(KeyError, TypeError, ValueError):  # malformed: dropped
+                    channel.get_msg(timeout=0)

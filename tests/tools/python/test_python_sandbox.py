@@ -188,3 +188,23 @@ def test_network_is_opt_in(sandbox_image):
     with PythonSession(network=True) as session:
         out = session.run("import os; 'eth0' in os.listdir('/sys/class/net')")
     assert out == "True\n"
+
+
+def test_malformed_messages_the_code_sends_itself_are_dropped(py):
+    # The code runs in the kernel and holds its key: it can publish anything on iopub.
+    out = py.run(
+        "k = get_ipython().kernel\n"
+        "parent = k.get_parent('shell')\n"
+        "for kind, content in [\n"
+        "    ('stream', {'name': 'stdout', 'text': 5}), ('stream', {}), ('error', {}),\n"
+        "    ('error', {'ename': 1, 'traceback': [1, None]}), ('display_data', {'data': 'x'}),\n"
+        "    ('execute_result', {'data': {'image/png': 5}}), ('status', {}),\n"
+        "    ('display_data', {'data': {'text/plain': ['a']}}),\n"
+        "]:\n"
+        "    k.session.send(k.iopub_socket, kind, content, parent=parent)\n"
+        "print('sent')"
+    )
+    assert "[a malformed message from the kernel was dropped]" in out
+    assert "[image/png not saved: the data is not a valid png image]" in out
+    assert out.endswith("sent\n")
+    assert py.run("6 * 7") == "42\n"

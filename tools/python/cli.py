@@ -26,7 +26,7 @@ def build(
 
 @sandbox_app.command()
 def clean() -> None:
-    """Remove sandbox containers left behind by processes that no longer run."""
+    """Remove sandbox containers, volumes and folders left by processes that no longer run."""
     from tools.python.docker_backend import remove_stale
     from tools.python.image import connect
 
@@ -37,4 +37,4 @@ def clean() -> None:
         raise typer.Exit(1) from exc
     for name in removed:
         typer.echo(f"removed {name}")
-    typer.echo(f"{len(removed)} stale sandbox container(s) removed")
+    typer.echo(f"{len(removed)} stale sandbox container(s), volume(s) and folder(s) removed")

@@ -44,7 +44,6 @@ import shutil
 import signal
 import socket
 import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -88,8 +87,8 @@ def _owner_labels() -> dict[str, str]:
 
 
 def remove_stale(client: docker.DockerClient) -> list[str]:
-    """Remove this host's sandbox containers and data volumes whose owning process is gone;
-    return their names."""
+    """Remove this host's sandbox containers, data volumes and session folders whose owning
+    process is gone; return their names."""
     removed = []
     for container in client.containers.list(all=True, filters=owned_filters()):
         if not _process_alive(int(container.labels.get(OWNER_PID_LABEL, "0"))):
@@ -108,7 +107,7 @@ def remove_stale(client: docker.DockerClient) -> list[str]:
             except APIError:  # still mounted by a container being removed; next time
                 continue
             removed.append(volume.name)
-    return removed
+    return removed + hostfiles.remove_stale_folders(_process_alive)
 
 
 def _process_alive(pid: int) -> bool:
@@ -159,7 +158,7 @@ class DockerBackend:
         self._image = ensure_image(self._client, config.image)
         remove_stale(self._client)
         self.data_dir = data_dir
-        self._root = Path(tempfile.mkdtemp(prefix="oss-agent-kernel-"))
+        self._root = hostfiles.new_session_folder("kernel")
         self._kernel_dir: Path | None = None
         self._container: Container | None = None
         self._holder: Container | None = None

@@ -12,17 +12,44 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import secrets
 import shutil
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+_SESSION_FOLDER = re.compile(r"oss-agent-(?:data|kernel)-(\d+)-")
+
+
+def new_session_folder(kind: str) -> Path:
+    """A fresh private folder `oss-agent-{kind}-{pid}-XXXXXXXX` in the temporary directory;
+    the pid lets a later process remove it if this one dies without doing so."""
+    return Path(tempfile.mkdtemp(prefix=f"oss-agent-{kind}-{os.getpid()}-"))
+
+
+def remove_stale_folders(alive: Callable[[int], bool]) -> list[str]:
+    """Remove this user's session folders whose owning process is gone; return their paths."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob("oss-agent-*"):
+        match = _SESSION_FOLDER.match(path.name)
+        if match is None or alive(int(match.group(1))):
+            continue
+        try:
+            info = path.lstat()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
 
 
 def write_new_file(folder: Path, stem: str, extension: str, data: bytes) -> str:

@@ -10,12 +10,12 @@ import asyncio
 import atexit
 import contextlib
 import shutil
-import tempfile
 import threading
 import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
+from tools.python import hostfiles
 from tools.python.config import SandboxConfig
 from tools.python.errors import SandboxError
 from tools.python.kernel import Kernel, KernelDied
@@ -115,7 +115,7 @@ class PythonSession:
     def _ensure_started(self) -> None:
         if self._backend is not None:
             return
-        data_dir = self.config.data_dir or Path(tempfile.mkdtemp(prefix="oss-agent-data-"))
+        data_dir = self.config.data_dir or hostfiles.new_session_folder("data")
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.config.backend == "docker":

@@ -109,3 +109,25 @@ def test_a_process_that_exits_without_closing_leaves_nothing_behind(docker_clien
     assert not Path(data_dir).exists()
     label = f"{OWNER_PID_LABEL}={child.pid}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+def test_what_a_killed_owner_leaves_is_removed_by_the_next_process(docker_client, sandbox_image):
+    code = (
+        "import os, sys, time\n"
+        "from tools.python import PythonSession\n"
+        "session = PythonSession().start()\n"
+        "print(session.data_dir, session._backend._root, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    folders = [Path(p) for p in child.stdout.readline().split()]
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    assert all(folder.exists() for folder in folders)
+    removed = remove_stale(docker_client)
+    assert sorted(str(f) for f in folders) == sorted(r for r in removed if r.startswith("/"))
+    assert not any(folder.exists() for folder in folders)
+    label = {"label": f"{OWNER_PID_LABEL}={child.pid}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.volumes.list(filters=label) == []

@@ -96,6 +96,8 @@ class DockerHop:
     def _run(self, args: str, timeout: float) -> dict[str, Any]:
         from requests.exceptions import RequestException
 
+        from tools.python.docker_backend import owner_labels
+
         image = self.image or self._default_image()
         container = self.client.containers.run(
             image,
@@ -108,7 +110,8 @@ class DockerHop:
             security_opt=["no-new-privileges"],
             mem_limit="256m",
             pids_limit=32,
-            labels={"oss-agent.role": "browser-fetch"},
+            # Owner labels: removed by `remove_stale` if this process dies mid-fetch.
+            labels={**owner_labels(), "oss-agent.role": "browser-fetch"},
         )
         try:
             try:

@@ -78,7 +78,8 @@ def owned_filters(pid: int | None = None) -> dict[str, list[str]]:
     return {"label": labels}
 
 
-def _owner_labels() -> dict[str, str]:
+def owner_labels() -> dict[str, str]:
+    """Labels naming this process as a sandbox object's owner (see `remove_stale`)."""
     return {
         SANDBOX_LABEL: "1",
         OWNER_PID_LABEL: str(os.getpid()),
@@ -175,7 +176,7 @@ class DockerBackend:
         """What every container of the session shares: owner labels, no privileges."""
         return {
             "detach": True,
-            "labels": _owner_labels(),
+            "labels": owner_labels(),
             "read_only": self._config.read_only,
             "user": f"{self._uid}:{self._gid}",
             "cap_drop": ["ALL"],
@@ -194,7 +195,7 @@ class DockerBackend:
                 f"oss-agent-data-{suffix}",
                 driver="local",
                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": options},
-                labels=_owner_labels(),
+                labels=owner_labels(),
             )
             self._holder = self._client.containers.run(
                 self._image,

@@ -186,7 +186,12 @@ class DockerBackend:
 
     def _start_data_volume(self) -> None:
         """The quota'd /mnt/data volume, its holder, and the user's files copied in."""
-        options = f"size={self._quota},uid={self._uid},gid={self._gid},mode=0700,nosuid,nodev"
+        # An inode per 4 KiB of quota: empty files cannot add up past the quota on the host.
+        inodes = max(self._quota // 4096, 1024)
+        options = (
+            f"size={self._quota},nr_inodes={inodes},uid={self._uid},gid={self._gid},mode=0700,"
+            "nosuid,nodev"
+        )
         if self._config.data_noexec:
             options += ",noexec"
         suffix = f"{os.getpid()}-{secrets.token_hex(4)}"

@@ -26,6 +26,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+# Deeper trees are not copied out: Python's own tree walks (shutil.rmtree) recurse per level.
+MAX_DEPTH = 64
 _SESSION_FOLDER = re.compile(r"oss-agent-(?:data|kernel)-(\d+)-")
 
 
@@ -104,22 +106,29 @@ def _parts(name: str) -> tuple[str, ...] | None:
 
 class _Folder:
     """Directory fds under one destination, opened component by component without
-    following links; a component that exists as anything but a directory is refused."""
+    following links; a component that exists as anything but a directory is refused.
+    Only the fds of the path last opened stay open (a tar lists a tree depth first), so
+    no tree is too large or too deep for the fds a process may hold."""
 
     def __init__(self, root: Path) -> None:
         self._fds: dict[tuple[str, ...], int] = {(): os.open(root, _DIR_FLAGS)}
 
     def open(self, parts: tuple[str, ...]) -> int | None:
+        for held in [p for p in self._fds if p != parts[: len(p)]]:
+            os.close(self._fds.pop(held))
+        return self._open(parts)
+
+    def _open(self, parts: tuple[str, ...]) -> int | None:
         if parts in self._fds:
             return self._fds[parts]
-        parent = self.open(parts[:-1])
+        parent = self._open(parts[:-1])
         if parent is None:
             return None
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(parts[-1], 0o777, dir_fd=parent)
         try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[-1], 0o777, dir_fd=parent)
             fd = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
-        except OSError:  # a link or a file of that name: not ours to go through
+        except OSError:  # a link or a file of that name (not ours to go through), too deep...
             return None
         self._fds[parts] = fd
         return fd
@@ -169,6 +178,9 @@ def extract_files(chunks: Iterable[bytes], destination: Path, budget: int) -> li
                 if not parts:
                     if parts is None:
                         skipped.append(f"{member.name} (outside the folder)")
+                    continue
+                if len(parts) > MAX_DEPTH:
+                    skipped.append(f"{member.name} (deeper than {MAX_DEPTH} folders)")
                     continue
                 if member.isdir():
                     if folder.open(parts) is None:

@@ -236,3 +236,27 @@ def test_code_planted_in_the_local_data_folder_never_becomes_the_next_kernel(tmp
         out = py.run("import os, numpy\nprint(os.getcwd(), numpy.__file__.startswith(os.getcwd()))")
         assert out == f"{tmp_path} False\n"
     assert not (tmp_path / "hijacked").exists()
+
+
+def test_many_empty_files_or_a_deep_tree_stay_within_bounds(tmp_path):
+    data = tmp_path / "data"
+    with PythonSession(data_size="8m", data_dir=data, timeout=30) as py:
+        out = py.run(
+            "import os\n"
+            "try:\n"
+            "    for i in range(5000):\n"
+            "        open(f'/mnt/data/empty{i}', 'w').close()\n"
+            "except OSError as exc:\n"
+            "    print(i, exc.strerror)"
+        )
+        count, reason = out.split(" ", 1)
+        assert 1000 <= int(count) < 5000 and reason == "No space left on device\n"
+        py.run("for i in range(5000):\n    os.path.exists(f'empty{i}') and os.remove(f'empty{i}')")
+        out = py.run(
+            "deep = '/'.join(['d'] * 1000)\nos.makedirs(deep); open(deep + '/f', 'w').write('deep')"
+        )
+        assert out == "4\n"
+        skipped = py.sync_data()
+    assert skipped[-1].endswith("/d/f (deeper than 64 folders)")
+    assert data.joinpath(*["d"] * 64).is_dir()
+    assert not data.joinpath(*["d"] * 65).exists()

@@ -166,11 +166,16 @@ class DockerBackend:
         self._volume: Any = None
         self._exited = threading.Event()
         self._generation = 0
+        # The holder starts (and the user's files go in) while the kernel boots; the first
+        # `kernel_started` waits for it, before any code runs.
+        self._holder_error: BaseException | None = None
+        self._holder_thread = threading.Thread(target=self._start_holder, daemon=True)
         try:
-            self._start_data_volume()
+            self._create_volume()
         except BaseException:
             self.close()
             raise
+        self._holder_thread.start()
 
     def _common(self) -> dict[str, Any]:
         """What every container of the session shares: owner labels, no privileges."""
@@ -184,8 +189,8 @@ class DockerBackend:
             "mounts": [Mount(DATA_DIR, self._volume.name, type="volume", no_copy=True)],
         }
 
-    def _start_data_volume(self) -> None:
-        """The quota'd /mnt/data volume, its holder, and the user's files copied in."""
+    def _create_volume(self) -> None:
+        """The quota'd tmpfs volume behind /mnt/data."""
         # An inode per 4 KiB of quota: empty files cannot add up past the quota on the host.
         inodes = max(self._quota // 4096, 1024)
         options = (
@@ -194,25 +199,36 @@ class DockerBackend:
         )
         if self._config.data_noexec:
             options += ",noexec"
-        suffix = f"{os.getpid()}-{secrets.token_hex(4)}"
         try:
             self._volume = self._client.volumes.create(
-                f"oss-agent-data-{suffix}",
+                f"oss-agent-data-{os.getpid()}-{secrets.token_hex(4)}",
                 driver="local",
                 driver_opts={"type": "tmpfs", "device": "tmpfs", "o": options},
                 labels=owner_labels(),
             )
+        except DockerException as exc:
+            raise SandboxError(f"Could not create the sandbox's /mnt/data: {exc}") from exc
+
+    def _start_holder(self) -> None:
+        """Run the idle container that keeps the volume mounted, and copy the user's folder
+        in; a failure is kept for `kernel_started` to raise."""
+        try:
             self._holder = self._client.containers.run(
                 self._image,
                 ["sleep", "infinity"],
-                name=f"oss-agent-data-{suffix}",
+                name=self._volume.name,
                 network_mode="none",
                 mem_limit="64m",
                 pids_limit=16,
                 **self._common(),
             )
+            self._copy_in()
         except DockerException as exc:
-            raise SandboxError(f"Could not create the sandbox's /mnt/data: {exc}") from exc
+            self._holder_error = SandboxError(f"Could not start the sandbox's /mnt/data: {exc}")
+        except BaseException as exc:
+            self._holder_error = exc
+
+    def _copy_in(self) -> None:
         if self._config.data_dir is None or not any(self.data_dir.iterdir()):
             return
         try:
@@ -293,6 +309,9 @@ class DockerBackend:
         """...and once it answers, the folder is read-only to the sandbox for good."""
         if self._kernel_dir is not None:
             os.chmod(self._kernel_dir, 0o750)
+        self._holder_thread.join()
+        if self._holder_error is not None:
+            raise self._holder_error
 
     def alive(self) -> bool:
         return self._container is not None and not self._exited.is_set()
@@ -393,6 +412,8 @@ class DockerBackend:
         """Remove the kernel container, copy /mnt/data out when the folder is the user's,
         then remove the holder, the volume and the kernel folders. Never raises: what
         fails is logged, and a later process removes leftover containers and volumes."""
+        if self._holder_thread.is_alive():
+            self._holder_thread.join()
         steps = [self._remove_container]
         if self._config.data_dir is not None and self._holder is not None:
             steps.append(self._sync_on_close)

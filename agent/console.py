@@ -1,5 +1,6 @@
 """Terminal display of a run's events: reasoning dimmed, tool calls and results marked,
-the answer plain. Model text is printed verbatim (no rich markup interpretation)."""
+the answer plain. Model and tool text is printed as text: no rich markup is interpreted and,
+through `safe_text`, no terminal control sequence reaches the terminal."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agent.events import (
     TurnEnd,
 )
 from agent.harmony import Role
+from agent.safe_text import safe_text
 
 if TYPE_CHECKING:
     from agent.result import RunResult
@@ -62,12 +64,12 @@ class EventPrinter:
             self._text("answer", event.text, None)
         elif isinstance(event, ToolCallStarted):
             self._begin("call")
-            self.console.print(f"→ {event.recipient} ", style="bold cyan", end="")
+            self._print(f"→ {event.recipient} ", style="bold cyan", end="")
         elif isinstance(event, ToolCallArgumentsDelta):
             self._text("call", event.text, "cyan")
         elif isinstance(event, ToolCallTruncated):
             self._begin("result")
-            self.console.print(
+            self._print(
                 f"✂ {event.recipient}: cut off by the token limit, not run", style="bold yellow"
             )
             self._section = None
@@ -77,12 +79,12 @@ class EventPrinter:
             if len(output) > RESULT_PREVIEW_CHARS:
                 output = output[:RESULT_PREVIEW_CHARS] + f" … ({len(event.call.output)} chars)"
             style = "red" if event.call.is_error else "green"
-            self.console.print(f"← {event.call.recipient}", style=f"bold {style}")
-            self.console.print(output, style=style, markup=False, highlight=False)
+            self._print(f"← {event.call.recipient}", style=f"bold {style}")
+            self._print(output, style=style)
             self._section = None
         elif isinstance(event, Error):
             self._begin("error")
-            self.console.print(f"error: {event.message}", style="bold red", markup=False)
+            self._print(f"error: {event.message}", style="bold red")
             self._section = None
         elif isinstance(event, TurnEnd):
             self._last_turn_shown, self._turn_shown = self._turn_shown, False
@@ -97,11 +99,9 @@ class EventPrinter:
                     style="yellow",
                     soft_wrap=True,
                 )
-                self.console.print(unshown, markup=False, highlight=False)
+                self._print(unshown, style=None)
             style = "dim" if result.stop_reason == "final" else "bold yellow"
-            self.console.print(
-                summary(result), style=style, markup=False, highlight=False, soft_wrap=True
-            )
+            self._print(summary(result), style=style)
 
     def _begin(self, section: str | None) -> None:
         if self._section is not None and self._section != section:
@@ -111,7 +111,13 @@ class EventPrinter:
     def _text(self, section: str, text: str, style: str | None) -> None:
         self._begin(section)
         self._turn_shown = True
-        self.console.print(text, style=style, end="", markup=False, highlight=False)
+        self._print(text, style=style, end="")
+
+    def _print(self, text: str, style: str | None, end: str = "\n") -> None:
+        """The one way text reaches the terminal: as plain text, control sequences defused."""
+        self.console.print(
+            safe_text(text), style=style, end=end, markup=False, highlight=False, soft_wrap=True
+        )
 
 
 def plural(count: int, noun: str) -> str:

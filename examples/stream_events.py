@@ -3,7 +3,9 @@
     python examples/stream_events.py --model http://localhost:8000
 
 Use this shape to drive a UI: reasoning deltas in one pane, tool activity in another,
-the answer as it is written, and the final result (usage, timings) at `Done`.
+the answer as it is written, and the final result (usage, timings) at `Done`. Model and
+tool text goes through `safe_text` before it reaches the terminal, so escape sequences in
+it (screen clears, clipboard writes) are shown defused instead of acting.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agent.events import (
     ToolResult,
     TurnEnd,
 )
+from agent.safe_text import safe_text
 from tools.functions import function_tool
 
 
@@ -44,17 +47,17 @@ async def main(model: str, max_tokens_per_turn: int) -> int:
         async for event in agent.stream("How many more people live in Norway than Iceland?"):
             match event:
                 case ReasoningDelta(text=text):
-                    sys.stdout.write(f"\x1b[2m{text}\x1b[0m")
+                    sys.stdout.write(f"\x1b[2m{safe_text(text)}\x1b[0m")
                 case AnswerDelta(text=text):
-                    sys.stdout.write(text)
+                    sys.stdout.write(safe_text(text))
                 case ToolCallStarted(recipient=recipient):
-                    print(f"\n[calling {recipient}]")
+                    print(f"\n[calling {safe_text(recipient)}]")
                 case ToolResult(call=call):
-                    print(f"[{call.recipient} -> {call.output}]")
+                    print(safe_text(f"[{call.recipient} -> {call.output}]"))
                 case TurnEnd(stats=stats):
                     print(f"\n[turn {stats.turn}: {stats.usage.completion_tokens} tokens]")
                 case Error(message=message):
-                    print(f"\n[error: {message}]")
+                    print(f"\n[error: {safe_text(message)}]")
                 case Done(result=result):
                     print(f"[done: {result.stop_reason} in {result.seconds:.1f} s]")
                     return 0 if result.stop_reason != "error" else 1

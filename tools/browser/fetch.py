@@ -79,6 +79,7 @@ class HttpxHop:
             verify=verify,
             limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": user_agent, "Accept": ACCEPT},
+            event_hooks={"response": [_hide_location]},
         )
 
     async def __call__(
@@ -95,6 +96,8 @@ class HttpxHop:
             response = await self._client.send(request, stream=True)
             try:
                 headers = {k.lower(): v for k, v in response.headers.items()}
+                if _LOCATION in response.extensions:
+                    headers["location"] = response.extensions[_LOCATION]
                 body = b""
                 if wants_body(response.status_code, headers):
                     body = await _read_capped(response, max_bytes, str(url))
@@ -104,6 +107,18 @@ class HttpxHop:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+_LOCATION = "oss_agent.location"
+
+
+async def _hide_location(response: httpx.Response) -> None:
+    """Move a redirect's Location out of httpx's sight. Even when not following redirects,
+    httpx builds the next request and raises on a target it cannot parse (`data:`,
+    `about:blank`, `mailto:`); the fetcher judges every target itself, and says why."""
+    location = response.headers.pop("location", None)
+    if location is not None:
+        response.extensions = {**response.extensions, _LOCATION: location}
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
@@ -152,7 +167,13 @@ class Fetcher:
             response = await self._fetch_hop(current)
             location = response.headers.get("location")
             if response.status in REDIRECT_STATUSES and location:
-                current = urljoin(current, location)
+                try:
+                    current = urljoin(current, location)
+                except ValueError as exc:
+                    raise FetchError(
+                        f"{current} redirected to {location!r}, which is not a valid URL ({exc}); "
+                        "try another link."
+                    ) from exc
                 continue
             self._check(response)
             self._cache[url] = self._cache[response.url] = response
@@ -180,10 +201,12 @@ class Fetcher:
     async def _fetch_hop(self, url: str) -> RawResponse:
         try:
             parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, ValueError) as exc:  # ValueError: e.g. a malformed IDNA host
             raise FetchError(f"{url!r} is not a valid URL ({exc}).") from exc
-        host = parsed.raw_host.decode("ascii")
-        ip = await self.guard.resolve(parsed.scheme, host, parsed.port or _default_port(parsed))
+        port = parsed.port or _default_port(parsed)
+        if not 0 < port < 65536:
+            raise FetchError(f"{url!r} is not a valid URL (port {port} is out of range).")
+        ip = await self.guard.resolve(parsed.scheme, parsed.raw_host.decode("ascii"), port)
         limits = self.limits
         policy = RetryPolicy(limits.retries, limits.backoff, limits.max_retry_after)
         attempt = 0

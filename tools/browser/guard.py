@@ -83,6 +83,11 @@ class EgressGuard:
         self._hosts = frozenset(h.lower().rstrip(".") for h in self.allow_hosts)
         self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in self.allow_networks)
 
+    @property
+    def allows_private(self) -> bool:
+        """Whether an operator opened some non-public hosts or networks."""
+        return bool(self._hosts or self._networks)
+
     def check_address(self, ip: IPAddress, host: str = "") -> None:
         """Raise EgressDenied unless `ip` is public, allow-listed, or `host` is allow-listed."""
         if host.lower().rstrip(".") in self._hosts:

@@ -25,6 +25,7 @@ import charset_normalizer
 from bs4 import BeautifulSoup
 from markdownify import ATX, MarkdownConverter, chomp
 
+from agent.safe_text import safe_text
 from tools.base import ToolError
 
 if TYPE_CHECKING:
@@ -197,9 +198,9 @@ class _TextConverter(MarkdownConverter):
 
 def wrap_lines(text: str, width: int = LINE_WIDTH) -> list[str]:
     """Split into lines of at most `width` columns, keeping indentation and link markers whole
-    where they fit; runs of blank lines become one."""
+    where they fit; runs of blank lines become one. Control sequences are defused first."""
     lines: list[str] = []
-    for raw_line in text.replace("\xa0", " ").replace("\r\n", "\n").split("\n"):
+    for raw_line in safe_text(text).replace("\xa0", " ").split("\n"):
         line = raw_line.rstrip()
         if not line:
             if lines and lines[-1]:
@@ -238,12 +239,12 @@ def html_to_page(markup: str, url: str) -> Page:
     if not title:
         heading = soup.find(["h1", "h2"])
         title = " ".join(heading.get_text().split()) if heading else _title_from_url(url)
-    return Page(url=url, title=title, lines=wrap_lines(text), links=converter.links)
+    return Page(url=url, title=safe_text(title), lines=wrap_lines(text), links=converter.links)
 
 
 def text_to_page(text: str, url: str, title: str | None = None) -> Page:
     """A plain-text document: its lines, wrapped."""
-    return Page(url=url, title=title or _title_from_url(url), lines=wrap_lines(text))
+    return Page(url=url, title=safe_text(title or _title_from_url(url)), lines=wrap_lines(text))
 
 
 def _title_from_url(url: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 
 from tools.browser.fetch import USER_AGENT, BodyWanted, FetchError, TooLarge
 from tools.browser.page import RawResponse
+from tools.python.errors import SandboxError
 
 # Runs with the image's python3 (stdlib only): one GET to the pinned address, no redirects,
 # the Host header and TLS SNI/certificate check for the URL's host name.
@@ -94,10 +96,39 @@ class DockerHop:
         return RawResponse(url=str(url), status=out["status"], headers=headers, content=body)
 
     def _run(self, args: str, timeout: float) -> dict[str, Any]:
+        from docker.errors import DockerException
         from requests.exceptions import RequestException
 
-        image = self.image or self._default_image()
-        container = self.client.containers.run(
+        try:
+            image = self.image or self._default_image()
+            container = self._start(image, args)
+        except (DockerException, RequestException, SandboxError) as exc:
+            raise FetchError(
+                f"the fetch sandbox could not start ({exc}); the operator should check the "
+                "Docker engine. Try again later."
+            ) from exc
+        try:
+            try:
+                container.wait(timeout=timeout + self.startup_allowance)
+            except RequestException as exc:
+                raise TimeoutError(f"the fetch container ran past {timeout:g} s") from exc
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        except DockerException as exc:  # removed or failed under us
+            raise FetchError(f"the fetch sandbox failed ({exc}); try again.") from exc
+        finally:
+            with contextlib.suppress(DockerException, RequestException):
+                container.remove(force=True)
+        try:
+            return json.loads(stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError) as exc:
+            detail = stderr.strip()[-500:] or "no output"
+            raise FetchError(f"the fetch container failed ({detail}).") from exc
+
+    def _start(self, image: str, args: str) -> Any:
+        from tools.python.docker_backend import owner_labels
+
+        return self.client.containers.run(
             image,
             ["python3", "-c", _SCRIPT, args],
             detach=True,
@@ -108,22 +139,9 @@ class DockerHop:
             security_opt=["no-new-privileges"],
             mem_limit="256m",
             pids_limit=32,
-            labels={"oss-agent.role": "browser-fetch"},
+            # Owner labels: removed by `remove_stale` if this process dies mid-fetch.
+            labels={**owner_labels(), "oss-agent.role": "browser-fetch"},
         )
-        try:
-            try:
-                container.wait(timeout=timeout + self.startup_allowance)
-            except RequestException as exc:
-                raise TimeoutError(f"the fetch container ran past {timeout:g} s") from exc
-            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        finally:
-            container.remove(force=True)
-        try:
-            return json.loads(stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError) as exc:
-            detail = stderr.strip()[-500:] or "no output"
-            raise FetchError(f"the fetch container failed ({detail}).") from exc
 
     def _default_image(self) -> str:
         from tools.python.image import ensure_image

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.harmony import Message, TextContent, ToolNamespaceConfig
 from agent.harmony.builtin_tools import BROWSER_DESCRIPTION
+from agent.safe_text import safe_text
 from tools.base import Tool, ToolError, tool_message, validate_arguments
-from tools.browser.backends.base import SearchBackend
+from tools.browser.backends.base import SearchBackend, WebSearchBackend
 from tools.browser.display import DEFAULT_TOKEN_BUDGET, render_display, viewport
 from tools.browser.fetch import Fetcher
 from tools.browser.page import Page, decode_text, render, search_results_page, text_to_page
@@ -96,13 +97,23 @@ class BrowserTool(Tool):
             )
         else:
             limits = self.fetcher.limits
+            size = limits.max_bytes
+            size_text = f"{size / 1e6:g} MB" if size >= 1_000_000 else f"{size / 1e3:g} kB"
+            refused = "private and intranet addresses are refused"
+            if self.fetcher.guard.allows_private:
+                refused += ", except those the operator allowed"
             access = (
-                f"Pages are fetched live (timeout {limits.timeout:g} s, at most "
-                f"{limits.max_bytes // 1_000_000} MB; private and intranet addresses are "
-                "refused); HTML, text, JSON and PDF are shown as text."
+                f"Pages are fetched live (timeout {limits.timeout:g} s, at most {size_text}; "
+                f"{refused}); HTML, text, JSON and PDF are shown as text."
             )
-        head, _, sources = BROWSER_DESCRIPTION.rpartition("\n")
-        description = f"{head}\nSearch results come from {self.backend.name}. {access}\n{sources}"
+        # The official last line is `sources=web (default: web)`; only a web search backend
+        # makes that true.
+        head = BROWSER_DESCRIPTION.rpartition("\n")[0]
+        source = "web" if isinstance(self.backend, WebSearchBackend) else self.backend.name
+        description = (
+            f"{head}\nSearch results come from {self.backend.name}. {access}\n"
+            f"sources={source} (default: {source})"
+        )
         return official.model_copy(update={"description": description})
 
     async def call(self, message: Message) -> list[Message]:
@@ -119,7 +130,8 @@ class BrowserTool(Tool):
             result = await handler(_parse(function, text, model))
         except ToolError as exc:
             result = f"Error: {exc}"
-        return [tool_message(message, result)]
+        # Pages and error details come from the web: no control sequence reaches the model.
+        return [tool_message(message, safe_text(result))]
 
     def _show(self, page: Page, loc: int, num_lines: int) -> str:
         start, end = viewport(page, loc, num_lines, self.token_budget)
@@ -127,7 +139,13 @@ class BrowserTool(Tool):
         return render_display(page, cursor, start, end)
 
     async def _search(self, args: SearchArgs) -> str:
-        results = (await self.backend.search(args.query, args.topn))[: args.topn]
+        try:
+            results = (await self.backend.search(args.query, args.topn))[: args.topn]
+        except (AttributeError, TypeError, KeyError) as exc:  # an answer of another shape
+            raise ToolError(
+                f"the {self.backend.name} search service answered in an unexpected format "
+                f"({type(exc).__name__}: {exc}); try again later or rephrase the query."
+            ) from exc
         return self._show(search_results_page(args.query, results, self.backend.name), 0, -1)
 
     async def _open(self, args: OpenArgs) -> str:

@@ -32,7 +32,7 @@ def build(
 
 @sandbox_app.command()
 def clean() -> None:
-    """Remove sandbox containers left behind by processes that no longer run."""
+    """Remove sandbox containers, volumes and folders left by processes that no longer run."""
     from tools.python.docker_backend import remove_stale
 
     client = _client()
@@ -43,7 +43,7 @@ def clean() -> None:
         raise typer.Exit(1) from exc
     for name in removed:
         typer.echo(f"removed {name}")
-    typer.echo(f"{len(removed)} stale sandbox container(s) removed")
+    typer.echo(f"{len(removed)} stale sandbox container(s), volume(s) and folder(s) removed")
 
 
 def _client() -> docker.DockerClient:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+_SIZE = re.compile(r"^\s*([1-9][0-9]*)([kKmMgG]?)\s*$")
+
+
+def size_in_bytes(size: str) -> int:
+    """Bytes of a docker-style size (`256m`, `1g`, `65536`)."""
+    number, unit = _SIZE.fullmatch(size).groups()  # type: ignore[union-attr]
+    return int(number) << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
 
 
 class SandboxConfig(BaseModel):
@@ -31,14 +40,26 @@ class SandboxConfig(BaseModel):
     pids_limit: int = Field(128, gt=0, description="Processes and threads the sandbox may hold.")
     tmpfs_size: str = Field("64m", description="Size of the in-memory /tmp.")
     tmp_noexec: bool = Field(True, description="Mount /tmp noexec.")
+    data_size: str = Field(
+        "256m",
+        pattern=_SIZE.pattern,
+        description="Quota of /mnt/data (in memory, counted in the memory of the kernel that "
+        "writes); writing past it fails with 'No space left on device'.",
+    )
+    data_noexec: bool = Field(
+        True, description="Mount /mnt/data noexec: no program the code writes can be run."
+    )
     read_only: bool = Field(True, description="Mount the image's filesystem read-only.")
     user: str | None = Field(
         None,
-        description="Numeric uid:gid in the sandbox; default: the host's own ids, or "
-        "65534:65534 (nobody) when the host runs as root, which then hands the session's "
-        "folders to that user.",
+        description="Numeric uid:gid the code runs as; default: 65534 (nobody) in this "
+        "user's group (in nobody's group when the host runs as root). Not the host's own uid "
+        "(the code would own the kernel's folder), and on a non-root host a group of yours "
+        "(the host reaches the kernel's sockets through it).",
     )
     data_dir: Path | None = Field(
         None,
-        description="Host folder shown as /mnt/data; default: a fresh folder removed on close.",
+        description="Host folder whose files are copied into /mnt/data at start and that "
+        "receives /mnt/data's files on close (files the code deletes stay in it); default: a "
+        "fresh folder removed on close.",
     )

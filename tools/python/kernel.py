@@ -7,8 +7,8 @@ any thread (one at a time), and a poll interval lets the caller notice a dead ke
 from __future__ import annotations
 
 import base64
+import contextlib
 import queue
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from jupyter_client import BlockingKernelClient
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from agent.safe_text import safe_text
+
 _POLL = 0.05  # seconds between checks that the kernel still lives while waiting
 _IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/svg+xml": "svg"}
 
@@ -32,7 +33,8 @@ class KernelDied(Exception):
 @dataclass
 class Output:
     """What one execution printed, cut to `limit` characters: the first and the last half,
-    since the end holds what matters most (the traceback, the last values of a loop)."""
+    since the end holds what matters most (the traceback, the last values of a loop).
+    Control sequences (colours, screen clears, ...) are defused as text arrives."""
 
     limit: int
     error: str | None = None  # the exception's name, if the code raised one
@@ -41,6 +43,7 @@ class Output:
     dropped: int = 0
 
     def add(self, text: str) -> None:
+        text = safe_text(text)
         room = self.limit // 2 - len(self.head)
         if room > 0 and not self.tail:
             self.head += text[:room]
@@ -73,7 +76,8 @@ class Kernel:
     """A connected client of one kernel."""
 
     def __init__(self, connection_info: dict[str, Any], save_file: Callable[[str, bytes], str]):
-        """`save_file(extension, data)` stores an image and returns the path to mention."""
+        """`save_file(extension, data)` stores an image and returns the path to mention, or
+        raises OSError (e.g. the data folder is full)."""
         self._client = BlockingKernelClient()
         self._client.load_connection_info(connection_info)
         self._client.start_channels(stdin=False, hb=False)
@@ -111,25 +115,31 @@ class Kernel:
         """Add `msg_id`'s outputs to `output` until the kernel is idle, dies, or `timeout`."""
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
+            # The code runs in the kernel and holds its key: it can send any message at all,
+            # so one that is not shaped as the protocol says is dropped, never raised.
             try:
                 msg = self._client.iopub_channel.get_msg(timeout=min(remaining, _POLL))
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "status" and content["execution_state"] == "idle":
+                    return "done"
+                self._add(kind, content, output)
             except queue.Empty:
                 if not alive():
                     return "died"
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "status" and content["execution_state"] == "idle":
-                return "done"
-            if kind == "stream":
-                output.add(content["text"])
-            elif kind in ("execute_result", "display_data"):
-                output.add(self._render(content["data"]))
-            elif kind == "error":
-                output.error = content["ename"]
-                output.add(_ANSI.sub("", "\n".join(content["traceback"])) + "\n")
+            except (AttributeError, TypeError, KeyError, ValueError):
+                output.add("[a malformed message from the kernel was dropped]\n")
         return "timeout"
+
+    def _add(self, kind: str, content: dict[str, Any], output: Output) -> None:
+        if kind == "stream":
+            output.add(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            output.add(self._render(content["data"]))
+        elif kind == "error":
+            output.error = str(content["ename"])
+            output.add("\n".join(content["traceback"]) + "\n")
 
     def close(self) -> None:
         self._client.stop_channels()
@@ -139,11 +149,16 @@ class Kernel:
         for mime, ext in _IMAGE_TYPES.items():
             if mime in data:
                 raw = data[mime]
-                blob = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
-                path = self._save_file(ext, blob)
+                try:  # the code can display anything under any type (`raw=True`)
+                    blob = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
+                    path = self._save_file(ext, blob)
+                except (AttributeError, TypeError, ValueError):
+                    return f"[{mime} not saved: the data is not a valid {ext} image]\n"
+                except OSError as exc:
+                    return f"[{mime} not saved: {exc}]\n"
                 return f"[{mime} saved to {path}]\n"
         if "text/plain" in data:
-            return data["text/plain"] + "\n"
+            return f"{data['text/plain']}\n"
         return f"[{', '.join(sorted(data))} output not shown]\n"
 
     def _wait_reply(self, msg_id: str, timeout: float, alive: Callable[[], bool]) -> None:
@@ -164,4 +179,5 @@ class Kernel:
         `get_msgs()` blocks when nothing is ready, hence `msg_ready`.)"""
         for channel in (self._client.shell_channel, self._client.iopub_channel):
             while channel.msg_ready():
-                channel.get_msg(timeout=0)
+                with contextlib.suppress(KeyError, TypeError, ValueError):  # malformed: dropped
+                    channel.get_msg(timeout=0)

@@ -11,12 +11,12 @@ import atexit
 import contextlib
 import logging
 import shutil
-import tempfile
 import threading
 import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
+from tools.python import hostfiles
 from tools.python.config import SandboxConfig
 from tools.python.errors import SandboxError
 from tools.python.kernel import Kernel, KernelDied
@@ -35,10 +35,12 @@ class Backend(Protocol):
     def alive(self) -> bool: ...
     def interrupt(self) -> None: ...
     def at_process_limit(self) -> bool: ...
+    def kernel_started(self) -> None: ...
     def restart(self) -> dict[str, Any]: ...
     def death_note(self) -> str: ...
     def logs(self) -> str: ...
-    def give_to_sandbox(self, path: Path) -> None: ...
+    def save_file(self, extension: str, data: bytes) -> str: ...
+    def sync_data(self) -> list[str]: ...
     def close(self) -> None: ...
 
 
@@ -63,8 +65,17 @@ class PythonSession:
 
     @property
     def data_dir(self) -> Path | None:
-        """The host folder the kernel sees as /mnt/data (None until started)."""
+        """The host folder behind /mnt/data (None until started). In the docker sandbox it
+        receives /mnt/data's files on `sync_data()` and, when it is `config.data_dir`, on
+        close; the local backend's kernel works in it directly."""
         return self._backend.data_dir if self._backend else None
+
+    def sync_data(self) -> list[str]:
+        """Copy the files in /mnt/data to `data_dir` now; return what was left out and why
+        (links, special files, sizes past the quota)."""
+        with self._lock:
+            self._ensure_started()
+            return self._backend.sync_data()
 
     def start(self) -> PythonSession:
         with self._lock:
@@ -118,7 +129,7 @@ class PythonSession:
     def _ensure_started(self) -> None:
         if self._backend is not None:
             return
-        data_dir = self.config.data_dir or Path(tempfile.mkdtemp(prefix="oss-agent-data-"))
+        data_dir = self.config.data_dir or hostfiles.new_session_folder("data")
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.config.backend == "docker":
@@ -141,9 +152,10 @@ class PythonSession:
             raise
 
     def _connect(self, connection_info: dict[str, Any]) -> None:
-        self._kernel = Kernel(connection_info, self._save_file)
+        self._kernel = Kernel(connection_info, self._backend.save_file)
         try:
             self._kernel.wait_ready(self.config.startup_timeout, self._backend.alive)
+            self._backend.kernel_started()
         except (KernelDied, TimeoutError) as exc:
             reason = "it exited" if isinstance(exc, KernelDied) else str(exc)
             raise SandboxError(
@@ -172,8 +184,8 @@ class PythonSession:
         elif (timed_out or result.output.error) and backend.at_process_limit():
             self._restart()
             note = (
-                f"[Execution failed: the code filled the sandbox's process limit "
-                f"({cfg.pids_limit}). The kernel was restarted: {lost}.]"
+                f"[Execution failed: the code filled the sandbox's limit of {cfg.pids_limit} "
+                f"processes and threads. The kernel was restarted: {lost}.]"
             )
         elif timed_out:
             note = f"[{late} and was interrupted; variables and imports are kept.]"
@@ -194,27 +206,22 @@ class PythonSession:
             self._close()
             raise
 
-    def _save_file(self, extension: str, data: bytes) -> str:
-        """Store a rich output (a figure) in the data folder; return the kernel's path."""
-        backend = self._backend
-        n = 1
-        while (backend.data_dir / f"figure_{n}.{extension}").exists():
-            n += 1
-        path = backend.data_dir / f"figure_{n}.{extension}"
-        path.write_bytes(data)
-        backend.give_to_sandbox(path)
-        return f"{backend.data_path}/{path.name}"
-
     def _close(self) -> None:
-        if self._kernel is not None:
-            self._kernel.close()
-            self._kernel = None
-        if self._backend is not None:
-            self._backend.close()
-            if self.config.data_dir is None:
-                shutil.rmtree(self._backend.data_dir, ignore_errors=True)
-            self._backend = None
+        """Forget the kernel and backend first, so that whatever fails while tearing them
+        down, the session is closed (a later run starts afresh)."""
+        kernel, backend = self._kernel, self._backend
+        self._kernel = self._backend = None
         _open.discard(self)
+        try:
+            if kernel is not None:
+                kernel.close()
+        finally:
+            if backend is not None:
+                try:
+                    backend.close()
+                finally:
+                    if self.config.data_dir is None:
+                        shutil.rmtree(backend.data_dir, ignore_errors=True)
 
 
 @atexit.register

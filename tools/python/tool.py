@@ -6,7 +6,7 @@ from typing import Any
 
 from agent.harmony import Message, ToolNamespaceConfig
 from tools.base import Tool, tool_message
-from tools.python.config import SandboxConfig
+from tools.python.config import SandboxConfig, size_in_bytes
 from tools.python.session import PythonSession
 
 # The first paragraph of the official description, unchanged (see agent.harmony.builtin_tools).
@@ -20,7 +20,12 @@ _USAGE = (
 def python_namespace(config: SandboxConfig) -> ToolNamespaceConfig:
     """The official `python` namespace with its facts made true for `config`."""
     if config.backend == "docker":
-        drive = "The drive at '/mnt/data' can be used to save and persist user files."
+        size = size_in_bytes(config.data_size)
+        quota = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:g} MiB"
+        drive = (
+            "The drive at '/mnt/data' can be used to save and persist user files "
+            f"(up to {quota} in all)."
+        )
         online = config.network
     else:
         drive = "The current working directory can be used to save and persist user files."

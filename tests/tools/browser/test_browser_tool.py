@@ -185,3 +185,22 @@ def test_citations_become_links_and_sources(browser, site):
     assert sources[0].link.startswith(f"{url}#:~:text=Paragraph%201%3A%20the%20quick")
     full = format_answer(answer, state)
     assert full.endswith(f"Sources:\n1. [Long]({url}), lines 2-3\n2. [Long]({url}), line 4")
+
+
+def test_the_description_is_true_for_the_backend_and_fetcher_it_has(index, make_fetcher):
+    from tools.browser.backends.searxng import SearxngBackend
+
+    offline = BrowserTool(index, web=False).namespace().description
+    assert offline.endswith("there is no internet access.\nsources=local (default: local)")
+    assert "sources=web" not in offline
+    local_and_web = BrowserTool(index, fetcher=make_fetcher()).namespace().description
+    assert "at most 100 kB; private and intranet addresses are refused, except those the " in (
+        local_and_web
+    )
+    assert local_and_web.endswith("sources=local (default: local)")
+    web = BrowserTool(SearxngBackend(base_url="http://127.0.0.1:9"))
+    assert "(timeout 15 s, at most 5 MB; private and intranet addresses are refused);" in (
+        web.namespace().description
+    )
+    assert web.namespace().description.endswith("\nsources=web (default: web)")
+    asyncio.run(web.aclose())

@@ -36,7 +36,7 @@ def test_clean_removes_containers_of_dead_owners(docker_client, sandbox_image):
     result = CliRunner().invoke(app, ["sandbox", "clean"])
     assert result.exit_code == 0, result.output
     assert f"removed {stale.name}" in result.output
-    assert "stale sandbox container(s) removed" in result.output
+    assert "stale sandbox container(s), volume(s) and folder(s) removed" in result.output
 
 
 def test_a_missing_image_is_built_with_its_log_shown_then_reused(docker_client, tmp_path):

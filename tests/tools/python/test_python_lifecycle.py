@@ -30,6 +30,7 @@ def test_sessions_do_not_see_each_other(sandbox_image):
             assert "NameError: name 'secret' is not defined" in await b.arun("secret")
             assert await b.arun("import os; os.listdir('/mnt/data')") == "[]\n"
             assert a.data_dir != b.data_dir
+            assert await asyncio.to_thread(a.sync_data) == []
             assert sorted(p.name for p in a.data_dir.iterdir()) == ["a.txt"]
             # One session's long execution does not hold up the other.
             start = time.monotonic()
@@ -46,7 +47,7 @@ def test_sessions_do_not_see_each_other(sandbox_image):
 def test_close_removes_the_container_and_its_own_data_folder(owned_containers, tmp_path):
     session = PythonSession().start()
     kept = PythonSession(data_dir=tmp_path / "data").start()
-    assert len(owned_containers()) == 2
+    assert len(owned_containers()) == 4  # a kernel and a /mnt/data holder each
     data_dir = session.data_dir
     kept.run("open('/mnt/data/result.txt', 'w').write('keep me')")
     session.close()
@@ -58,10 +59,13 @@ def test_close_removes_the_container_and_its_own_data_folder(owned_containers, t
 
 
 def test_restart_replaces_the_container(owned_containers):
+    def kernels():
+        return [c for c in owned_containers() if c.name.startswith("oss-agent-python-")]
+
     with PythonSession() as session:
-        [before] = owned_containers()
+        [before] = kernels()
         session.run("import os; os._exit(1)")
-        [after] = owned_containers()
+        [after] = kernels()
         assert after.id != before.id
 
 
@@ -75,13 +79,17 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_stale_containers_of_dead_owners_are_removed(docker_client, sandbox_image):
-    stale = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(_dead_pid()))
+def test_stale_containers_and_volumes_of_dead_owners_are_removed(docker_client, sandbox_image):
+    dead = _labels(_dead_pid())
+    stale = docker_client.containers.create(sandbox_image, ["true"], labels=dead)
+    stale_volume = docker_client.volumes.create(labels=dead)
     ours = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(os.getpid()))
     try:
-        assert stale.name in remove_stale(docker_client)
+        removed = remove_stale(docker_client)
+        assert stale.name in removed and stale_volume.name in removed
         names = [c.name for c in docker_client.containers.list(all=True)]
         assert stale.name not in names
+        assert stale_volume.name not in [v.name for v in docker_client.volumes.list()]
         assert ours.name in names  # its owner (this process) is alive
     finally:
         ours.remove(force=True)
@@ -101,3 +109,25 @@ def test_a_process_that_exits_without_closing_leaves_nothing_behind(docker_clien
     assert not Path(data_dir).exists()
     label = f"{OWNER_PID_LABEL}={child.pid}"
     assert docker_client.containers.list(all=True, filters={"label": label}) == []
+
+
+def test_what_a_killed_owner_leaves_is_removed_by_the_next_process(docker_client, sandbox_image):
+    code = (
+        "import os, sys, time\n"
+        "from tools.python import PythonSession\n"
+        "session = PythonSession().start()\n"
+        "print(session.data_dir, session._backend._root, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    folders = [Path(p) for p in child.stdout.readline().split()]
+    child.kill()
+    child.wait()
+    child.stdout.close()
+    assert all(folder.exists() for folder in folders)
+    removed = remove_stale(docker_client)
+    assert sorted(str(f) for f in folders) == sorted(r for r in removed if r.startswith("/"))
+    assert not any(folder.exists() for folder in folders)
+    label = {"label": f"{OWNER_PID_LABEL}={child.pid}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.volumes.list(filters=label) == []

@@ -34,6 +34,7 @@ def test_scientific_stack_and_figures_go_to_mnt_data(sandbox_image):
         )
         assert out.startswith("[image/png saved to /mnt/data/figure_")
         name = out.split("/mnt/data/")[1].split("]")[0]
+        assert py.sync_data() == []
         assert (py.data_dir / name).read_bytes().startswith(b"\x89PNG")
         assert py.run(f"import os; os.path.getsize('/mnt/data/{name}') > 0") == "True\n"
 
@@ -42,6 +43,15 @@ def test_errors_come_back_as_plain_tracebacks(py):
     out = py.run("1 / 0")
     assert "ZeroDivisionError: division by zero" in out
     assert "\x1b[" not in out
+
+
+def test_escape_sequences_never_reach_the_model(py):
+    # Clipboard write, screen clear, title, colour, bell, 8-bit CSI, bidi override.
+    out = py.run(
+        "print('\\x1b]52;c;cHduZWQ=\\x07\\x1b[2Jclear\\x1b]0;title\\x1b\\\\ \\x1b[31mred"
+        "\\x1b[0m\\x07\\x9b2J\\u202e.')"
+    )
+    assert out == "clear red\u2407\ufffd.\n"
 
 
 def test_output_keeps_its_head_and_tail_with_a_note(py):
@@ -66,9 +76,10 @@ def test_root_filesystem_is_read_only(py):
     assert "Read-only file system" in py.run("open('/usr/lib/python3/x.py', 'w')")
 
 
-def test_only_tmp_and_mnt_data_are_writable_and_mnt_data_is_the_hosts(py):
-    out = py.run("open('/tmp/t', 'w').write('t'), open('/mnt/data/d.txt', 'w').write('data')")
+def test_only_tmp_and_mnt_data_are_writable_and_mnt_data_reaches_the_host(py):
+    out = py.run("open('/tmp/t', 'w').write('t'), open('d.txt', 'w').write('data')")
     assert out == "(1, 4)\n"
+    assert py.sync_data() == []
     assert (py.data_dir / "d.txt").read_text() == "data"
 
 
@@ -177,3 +188,23 @@ def test_network_is_opt_in(sandbox_image):
     with PythonSession(network=True) as session:
         out = session.run("import os; 'eth0' in os.listdir('/sys/class/net')")
     assert out == "True\n"
+
+
+def test_malformed_messages_the_code_sends_itself_are_dropped(py):
+    # The code runs in the kernel and holds its key: it can publish anything on iopub.
+    out = py.run(
+        "k = get_ipython().kernel\n"
+        "parent = k.get_parent('shell')\n"
+        "for kind, content in [\n"
+        "    ('stream', {'name': 'stdout', 'text': 5}), ('stream', {}), ('error', {}),\n"
+        "    ('error', {'ename': 1, 'traceback': [1, None]}), ('display_data', {'data': 'x'}),\n"
+        "    ('execute_result', {'data': {'image/png': 5}}), ('status', {}),\n"
+        "    ('display_data', {'data': {'text/plain': ['a']}}),\n"
+        "]:\n"
+        "    k.session.send(k.iopub_socket, kind, content, parent=parent)\n"
+        "print('sent')"
+    )
+    assert "[a malformed message from the kernel was dropped]" in out
+    assert "[image/png not saved: the data is not a valid png image]" in out
+    assert out.endswith("sent\n")
+    assert py.run("6 * 7") == "42\n"

@@ -21,8 +21,11 @@ def test_namespace_states_the_real_behaviour():
         "When you send a message containing Python code to python, it will be executed in a "
         "stateful Jupyter notebook environment. python will respond with the output of the "
         "execution or time out after 2.0 seconds. The drive at '/mnt/data' can be used to "
-        "save and persist user files. Internet access for this session is disabled."
+        "save and persist user files (up to 256 MiB in all). Internet access for this session "
+        "is disabled."
     )
+    larger = python_namespace(SandboxConfig(data_size="1536m")).description
+    assert "(up to 1.5 GiB in all)" in larger
     assert python_namespace(SandboxConfig()).description.count("120.0 seconds") == 1
     online = python_namespace(SandboxConfig(network=True)).description
     assert online.endswith("Internet access for this session is enabled.")

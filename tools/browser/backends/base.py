@@ -32,9 +32,10 @@ class SearchResult:
     snippet: str = ""
 
 
-def plain_snippet(text: str | None) -> str:
-    """A snippet as one line of plain text: APIs mark matches up (Brave uses <strong>)."""
-    if not text:
+def plain_snippet(text: object) -> str:
+    """A snippet as one line of plain text: APIs mark matches up (Brave uses <strong>).
+    Anything but a string (an API answering out of its documented shape) is no text."""
+    if not text or not isinstance(text, str):
         return ""
     if "<" in text or "&" in text:
         text = BeautifulSoup(text, "lxml").get_text(" ")
@@ -42,19 +43,26 @@ def plain_snippet(text: str | None) -> str:
 
 
 def hits_to_results(
-    hits: list[dict], topn: int, snippet: Callable[[dict], str | None]
+    hits: object, topn: int, snippet: Callable[[dict], str | None]
 ) -> list[SearchResult]:
-    """A search API's hits as results: at most `topn`, those without a URL skipped, the
-    URL standing in for a missing title."""
+    """A search API's hits (a list of objects) as results: at most `topn`, those without a
+    URL skipped, the URL standing in for a missing title; anything else is no result."""
     return [
         SearchResult(
             url=hit["url"],
             title=plain_snippet(hit.get("title")) or hit["url"],
-            snippet=plain_snippet(snippet(hit)),
+            snippet=plain_snippet(_snippet_of(hit, snippet)),
         )
-        for hit in hits
-        if hit.get("url")
+        for hit in (hits if isinstance(hits, list) else [])
+        if isinstance(hit, dict) and isinstance(hit.get("url"), str) and hit["url"]
     ][:topn]
+
+
+def _snippet_of(hit: dict, snippet: Callable[[dict], str | None]) -> str | None:
+    try:
+        return snippet(hit)
+    except (AttributeError, TypeError):  # fields of another type than documented
+        return None
 
 
 class SearchError(ToolError):

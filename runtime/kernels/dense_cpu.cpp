@@ -20,6 +20,7 @@ namespace {
 constexpr int kRows = 4;  // weight rows per pass
 // Below this many multiply-adds a thread team costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
+constexpr int64_t kAttentionParallelMin = 1 << 22;
 
 // kTokens tokens x kRows rows: y[t][r] = sum_k w[r][k] x[t][k].
 template <int kTokens>
@@ -73,7 +74,8 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   const int64_t tiles = (R + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static) num_threads(at::get_num_threads()) \
+  // Dynamic: on a busy machine a thread that loses its core leaves its tiles to the others.
+#pragma omp parallel for schedule(dynamic, 8) num_threads(at::get_num_threads()) \
     if (T * R * K >= kParallelMin)
   for (int64_t i = 0; i < tiles; ++i) {
     const int64_t r0 = i * kRows;
@@ -148,7 +150,8 @@ void attention_all(const float* q, const KV* keys, const KV* values, const int64
                    int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
   const int64_t group = H / KVH, stride = KVH * d;
   const float scale = 1.0f / std::sqrt(float(d));
-#pragma omp parallel num_threads(at::get_num_threads()) if (T * H * S * d >= kParallelMin)
+  // Decode attention is small next to the projections around it: one thread, no barrier.
+#pragma omp parallel num_threads(at::get_num_threads()) if (T * H * S * d >= kAttentionParallelMin)
   {
     std::vector<float> scores(std::max<int64_t>(S, 1));
 #pragma omp for schedule(static)

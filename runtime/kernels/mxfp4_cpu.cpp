@@ -384,11 +384,27 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
   const auto* p2b = mlp2_blocks.data_ptr<uint8_t>();
   const auto* p2s = mlp2_scales.data_ptr<uint8_t>();
   const bool parallel = A * (R1 * G1 + R2 * G2) >= kParallelMin;
+  // Every barrier can cost a scheduler time slice on a busy machine: for a few tokens the
+  // cheap steps (quantizing the input, summing the outputs) run outside the thread team.
+  const bool few = T <= kMaxTokens;
+  if (few)
+    for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
+  auto combine = [&](int64_t t) {
+    float* o = op + t * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t s = 0; s < k; ++s) {
+      const float w = wp[t * k + s];
+      const float* ys = y.data() + slot_of[t * k + s] * R2;
+      for (int64_t c = 0; c < H; ++c) o[c] += w * ys[c];
+    }
+  };
 
 #pragma omp parallel num_threads(at::get_num_threads()) if (parallel)
   {
+    if (!few) {
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
+      for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
+    }
 #pragma omp for schedule(dynamic)
     for (size_t i = 0; i < items1.size(); ++i) {
       const Item& it = items1[i];
@@ -416,17 +432,13 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
       expert_rows(p2b, p2s, b2, it.e, R2, G2, it.r0, it.r1, in2, assignments.data() + first, n,
                   y.data() + first * R2);
     }
+    if (!few) {
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-      float* o = op + t * H;
-      std::fill(o, o + H, 0.0f);
-      for (int64_t s = 0; s < k; ++s) {
-        const float w = wp[t * k + s];
-        const float* ys = y.data() + slot_of[t * k + s] * R2;
-        for (int64_t c = 0; c < H; ++c) o[c] += w * ys[c];
-      }
+      for (int64_t t = 0; t < T; ++t) combine(t);
     }
   }
+  if (few)
+    for (int64_t t = 0; t < T; ++t) combine(t);
   return out;
 }
 

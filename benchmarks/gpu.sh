@@ -61,7 +61,8 @@ import torch
 side, path, device = os.environ["SIDE"], os.environ["CHECKPOINT"], os.environ["DEVICE"]
 cuda = device == "cuda"
 prompt, decode = int(os.environ["PROMPT"]), int(os.environ["DECODE"])
-ids = torch.randint(1000, 199_000, (prompt,), generator=torch.Generator().manual_seed(0))
+vocab = json.load(open(os.path.join(path, "config.json")))["vocab_size"]
+ids = torch.randint(0, min(vocab, 199_000), (prompt,), generator=torch.Generator().manual_seed(0))
 
 
 def timed(fn):
@@ -90,12 +91,11 @@ if side == "ours":
 else:
     from transformers import GptOssForCausalLM, Mxfp4Config
 
+    # Loaded on the CPU, then moved: device_map would need `accelerate`.
     model = GptOssForCausalLM.from_pretrained(
-        path,
-        quantization_config=Mxfp4Config(dequantize=True),
-        dtype=torch.bfloat16,
-        device_map=device,
-    ).eval()
+        path, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.bfloat16
+    )
+    model = model.to(device).eval()
     load_s = time.perf_counter() - start
     batch = ids.view(1, -1).to(device)
 

@@ -13,6 +13,8 @@ directly, so a different ninja on the PATH never triggers a rebuild.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.machinery
 import importlib.util
@@ -24,6 +26,7 @@ import sys
 import sysconfig
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -103,6 +106,20 @@ def _import_built(directory: Path) -> ModuleType | None:
     return module
 
 
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """One build at a time per folder. An flock dies with its process, unlike the `lock`
+    file torch's builder leaves behind when a build is killed (which would make every later
+    build wait forever): holding ours, any such file is stale and is removed."""
+    with open(directory / "build.flock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (directory / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _build(directory: Path) -> ModuleType:
     from torch.utils.cpp_extension import load
 
@@ -135,7 +152,8 @@ def _load() -> ModuleType | None:
         module = _import_built(directory)
         if module is None:
             directory.mkdir(parents=True, exist_ok=True)
-            module = _build(directory)
+            with _build_lock(directory):
+                module = _import_built(directory) or _build(directory)
         return module
     except Exception as error:  # no compiler, no ninja, headers missing: fall back
         warnings.warn(

@@ -198,3 +198,44 @@ def test_a_wrong_checkpoint_path_fails_before_any_kernel_build(tmp_path):
     assert "refused:" in result.stdout and "nonexistent" in result.stdout
     assert "compiling" not in result.stderr
     assert not kernel_dir.exists()
+
+
+def test_a_build_killed_midway_does_not_block_later_builds(tmp_path):
+    """A build killed midway (Ctrl-C, a timeout) leaves torch's `lock` file behind; the next
+    build must not wait on it forever. Ours is an flock, which dies with its holder."""
+    (tmp_path / "lock").write_text("")  # what a killed torch build leaves
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from runtime import kernels\n"
+            "with kernels._build_lock(Path(sys.argv[1])):\n"
+            "    print('holding', flush=True); time.sleep(600)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert not (tmp_path / "lock").exists()  # stale: removed by whoever holds the flock
+        waiter = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from runtime import kernels\n"
+                "with kernels._build_lock(Path(sys.argv[1])): print('built')\n",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        assert waiter.poll() is None  # one build at a time
+        (tmp_path / "lock").write_text("")  # the holder's torch build, killed with it
+        holder.kill()
+        assert waiter.communicate(timeout=60)[0].strip() == "built"
+        assert not (tmp_path / "lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()

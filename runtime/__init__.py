@@ -39,15 +39,19 @@ def load_model(
 
     Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
-    `expert_cache_gb` keeps recently unpacked experts: default 0 when the fused MXFP4 kernel
-    builds (decode reads packed experts directly; prefill unpacks), else 2.
+    `expert_cache_gb` keeps recently unpacked experts: default 0 when the C++ kernels build
+    (they read packed experts directly), else 2.
     """
     import torch
 
     from runtime.checkpoint import Checkpoint
     from runtime.generate import LocalModel
-    from runtime.load import build
+    from runtime.load import build, check_tensors
 
+    # The checkpoint is checked (names, shapes, no data read) before anything slow, such as a
+    # first build of the CPU kernels, so a wrong path fails at once.
+    checkpoint = Checkpoint(path)
+    check_tensors(checkpoint)
     device = torch.device(device)
     dtype = dtype or torch.bfloat16
     if compile is None:
@@ -58,7 +62,6 @@ def load_model(
         from runtime import kernels
 
         expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
-    checkpoint = Checkpoint(path)
     return LocalModel(
         build(checkpoint, dtype, device),
         static=device.type == "cuda",

@@ -130,10 +130,11 @@ def build(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device) -> T
     config = checkpoint.config
     read = _Reader(checkpoint, dtype, device)
 
-    def linear(prefix: str) -> torch.nn.Linear:
+    def linear(prefix: str, dtype: torch.dtype = dtype) -> torch.nn.Linear:
         layer = torch.nn.Linear(1, 1, device="meta")
-        layer.weight = torch.nn.Parameter(read(f"{prefix}.weight"), requires_grad=False)
-        layer.bias = torch.nn.Parameter(read(f"{prefix}.bias"), requires_grad=False)
+        for part in ("weight", "bias"):
+            tensor = read.raw(f"{prefix}.{part}").to(device=device, dtype=dtype)
+            setattr(layer, part, torch.nn.Parameter(tensor, requires_grad=False))
         return layer
 
     def norm(name: str) -> RMSNorm:
@@ -161,7 +162,7 @@ def build(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device) -> T
         mlp = MoE(
             n,
             norm(f"{p}.mlp.norm.scale"),
-            linear(f"{p}.mlp.gate"),
+            linear(f"{p}.mlp.gate", torch.float32),  # the router runs in fp32
             experts,
             config.experts_per_token,
             config.swiglu_limit,

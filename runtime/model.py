@@ -2,6 +2,10 @@
 
 One block: x = x + attn(rmsnorm(x)); x = x + moe(rmsnorm(x)). Attention has grouped KV
 heads, one learned sink logit per head, YaRN RoPE and, on even layers, a sliding window.
+
+On the CPU with the C++ kernels (inference, not under torch.compile) activations stay in
+fp32 whatever the weights' dtype: bf16 weights are widened in registers, MoE layers and
+attention run as single kernel calls, and the router and logits are fp32 everywhere.
 """
 
 from __future__ import annotations
@@ -11,9 +15,20 @@ import math
 import torch
 import torch.nn.functional as F
 
+from runtime import kernels
 from runtime.config import ModelConfig
 from runtime.kv_cache import LayerCache
 from runtime.moe import MoE
+
+
+def project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear in x's dtype; fp32 activations against bf16 weights (the CPU kernel path)
+    accumulate in fp32 without widening the weights in memory."""
+    if x.dtype == weight.dtype:
+        return F.linear(x, weight, bias)
+    if weight.dtype == torch.bfloat16 and kernels.serve(x):
+        return kernels.linear_bf16(x, weight, bias)
+    return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
 
 class RMSNorm(torch.nn.Module):
@@ -99,11 +114,13 @@ class Attention(torch.nn.Module):
     ) -> torch.Tensor:
         """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`."""
         T, d = x.shape[0], self.head_dim
-        qkv = self.qkv(self.norm(x))
+        qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
         q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
         q = rotate(q.view(T, self.heads, d), *rope)
         k = rotate(k.view(T, self.kv_heads, d), *rope)
         v = v.view(T, self.kv_heads, d)
+        if cache is not None:
+            k, v = k.to(cache.k.dtype), v.to(cache.v.dtype)
         if cache is None:
             keys, values, key_pos = k, v, positions
         elif cache.ring:
@@ -114,10 +131,18 @@ class Attention(torch.nn.Module):
         else:
             cache.write(k, v, positions)
             keys, values, key_pos = cache.k, cache.v, cache.pos
+        if kernels.serve(x):
+            if cache is not None and not cache.ring:
+                # Slots are positions here: only the prefix up to the newest one is in use.
+                used = int(positions.max()) + 1
+                keys, values, key_pos = keys[:used], values[:used], key_pos[:used]
+            mixed = kernels.attention(q, keys, values, key_pos, positions, self.sinks, self.window)
+            return x + project(mixed.to(x.dtype), self.out.weight, self.out.bias)
         visible = (key_pos >= 0) & (key_pos <= positions.unsqueeze(-1))
         if self.window is not None:
             visible &= key_pos > positions.unsqueeze(-1) - self.window
-        return x + self.out(self._attend(q, keys, values, visible))
+        out = self._attend(q, keys, values, visible)
+        return x + project(out, self.out.weight, self.out.bias)
 
     def _attend(self, q, keys, values, visible) -> torch.Tensor:
         """Softmax over [scores, sink] per head, sink column dropped; KV heads broadcast
@@ -167,11 +192,13 @@ class Transformer(torch.nn.Module):
         last_only: bool = False,
         gather: bool = False,
     ) -> torch.Tensor:
-        """tokens [T] at positions [T] -> logits [T, vocab] (or [1, vocab] if last_only)."""
+        """tokens [T] at positions [T] -> fp32 logits [T, vocab] (or [1, vocab] if last_only)."""
         x = F.embedding(tokens, self.embedding)
+        if kernels.serve(x):
+            x = x.float()
         rope = self.rotary(positions, x.dtype)
         for n, block in enumerate(self.blocks):
             x = block(x, positions, rope, None if caches is None else caches[n], gather)
         if last_only:
             x = x[-1:]
-        return F.linear(self.norm(x), self.unembedding)
+        return project(self.norm(x), self.unembedding, None).float()

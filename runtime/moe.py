@@ -1,4 +1,10 @@
-"""The mixture-of-experts MLP: top-k routing, MXFP4 experts kept packed, clamped SwiGLU."""
+"""The mixture-of-experts MLP: top-k routing in fp32, MXFP4 experts kept packed, clamped
+SwiGLU.
+
+On the CPU with the C++ kernels a layer's experts run as one threaded call straight from the
+packed weights; fp32 models keep fp32 activations there (they are the reference), others
+quantize activations to int8 per block of 32. Elsewhere experts are unpacked per use.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,7 @@ from runtime import kernels
 from runtime.mxfp4 import dequantize
 
 SWIGLU_ALPHA = 1.702
-# Up to this many tokens per expert, the CPU reads packed experts with the fused kernel;
-# beyond it unpacking once and running a GEMM is cheaper on CPUs with bf16 matrix units. On
-# AVX2-only CPUs the kernel still wins at 32 tokens (26 ms vs 92 ms for a 20b expert), so
-# prefill chunks mostly take it too.
-FUSED_MAX_TOKENS = 64
+PACKED = ("mlp1_blocks", "mlp1_scales", "mlp1_bias", "mlp2_blocks", "mlp2_scales", "mlp2_bias")
 
 
 def swiglu(h: torch.Tensor, limit: float) -> torch.Tensor:
@@ -70,7 +72,7 @@ class MoE(torch.nn.Module):
         self.gate = gate
         self.top_k = top_k
         self.swiglu_limit = swiglu_limit
-        for name, tensor in experts.items():  # mlp1/mlp2 blocks, scales (uint8), biases
+        for name, tensor in experts.items():  # PACKED: blocks and scales (uint8), biases
             self.register_buffer(name, tensor, persistent=False)
         self.cache: ExpertCache | None = None
 
@@ -79,10 +81,17 @@ class MoE(torch.nn.Module):
         with static shapes (decode under torch.compile / CUDA graphs); otherwise each
         expert any token chose is unpacked once."""
         t = self.norm(x)
-        top, experts = torch.topk(self.gate(t), self.top_k, dim=-1, sorted=True)
-        weights = torch.softmax(top.float(), dim=-1).to(t.dtype)
+        # The router in fp32: in bf16 close logits tie and flip which experts run.
+        router = self.gate(t.float())  # loaded in fp32
+        top, experts = torch.topk(router, self.top_k, dim=-1, sorted=True)
+        weights = torch.softmax(top, dim=-1)
+        if kernels.serve(t):
+            packed = {name: getattr(self, name) for name in PACKED}
+            exact = self.mlp1_bias.dtype == torch.float32
+            mixed = kernels.moe_experts(t, experts, weights, packed, self.swiglu_limit, exact)
+            return x + mixed.to(x.dtype)
         mix = self._gathered if gather else self._grouped
-        return x + mix(t, experts, weights)
+        return x + mix(t, experts, weights.to(t.dtype))
 
     def _gathered(self, t: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor):
         flat = experts.reshape(-1)
@@ -100,12 +109,6 @@ class MoE(torch.nn.Module):
             dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], dtype),
         )
 
-    def _fused(self, x: torch.Tensor, e: int) -> torch.Tensor:
-        """Expert e on a few tokens, straight from the packed weights (no unpacked copy)."""
-        h = kernels.mxfp4_linear(x, self.mlp1_blocks[e], self.mlp1_scales[e], self.mlp1_bias[e])
-        h = swiglu(h, self.swiglu_limit)
-        return kernels.mxfp4_linear(h, self.mlp2_blocks[e], self.mlp2_scales[e], self.mlp2_bias[e])
-
     def _unpacked(self, x: torch.Tensor, e: int) -> torch.Tensor:
         """Expert e on many tokens: unpack once (or take it from the cache), then GEMMs."""
         if self.cache is None:
@@ -117,12 +120,8 @@ class MoE(torch.nn.Module):
 
     def _grouped(self, t: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor):
         out = torch.zeros_like(t)
-        fused = t.device.type == "cpu" and kernels.available()
         for e in experts.unique().tolist():
             token, slot = torch.where(experts == e)
-            if fused and len(token) <= FUSED_MAX_TOKENS:
-                y = self._fused(t[token], e)
-            else:
-                y = self._unpacked(t[token], e)
+            y = self._unpacked(t[token], e)
             out[token] += y * weights[token, slot].unsqueeze(-1)  # each token picks e once
         return out

@@ -1,8 +1,6 @@
 // Fused MXFP4 dequantize-and-multiply for CPU decode. Unpacking a whole expert to bf16 costs
 // far more than the matvec it feeds, so this reads the packed 4.25-bit weights once, unpacks
 // each block of 32 into registers and applies it to every token.
-#include <torch/extension.h>
-
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -10,9 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
+#include "cpu_kernels.h"
 
 namespace {
 
@@ -133,6 +129,322 @@ torch::Tensor mxfp4_linear(const torch::Tensor& x, const torch::Tensor& blocks,
   return y.to(x.scalar_type());
 }
 
+
+namespace {
+
+// ---- The whole MoE layer in one call --------------------------------------------------------
+// Activations are laid out per block of 32 as [16 even elements, 16 odd elements]: that is the
+// order in which the low and high nibbles of a packed block come out, so weights need no
+// interleaving. In the quantized path each block of 32 activations is int8 with one fp32
+// scale (absmax / 127), and a block's dot product is 32 int8 x int8 products summed in int32
+// (exact), scaled once by both blocks' scales.
+
+constexpr int kMaxTokens = 4;  // tokens per pass over a weight row (accumulators in registers)
+constexpr int kRowsPerItem = 16;
+
+struct Activations {
+  bool exact;
+  int64_t K;
+  std::vector<float> f;   // exact: permuted fp32 [rows, K]
+  std::vector<int8_t> q;  // quantized: permuted int8 [rows, K]
+  std::vector<float> d;   // quantized: scales [rows, K / 32]
+
+  Activations(bool exact_, int64_t rows, int64_t K_) : exact(exact_), K(K_) {
+    if (exact) {
+      f.resize(rows * K);
+    } else {
+      q.resize(rows * K);
+      d.resize(rows * K / kBlock);
+    }
+  }
+
+  void set(int64_t row, const float* x) {
+    for (int64_t g = 0; g < K / kBlock; ++g) {
+      const float* b = x + g * kBlock;
+      if (exact) {
+        float* out = f.data() + row * K + g * kBlock;
+        for (int j = 0; j < kBlock / 2; ++j) {
+          out[j] = b[2 * j];
+          out[kBlock / 2 + j] = b[2 * j + 1];
+        }
+        continue;
+      }
+      float amax = 0.0f;
+      for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(b[j]));
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      d[row * (K / kBlock) + g] = amax / 127.0f;
+      int8_t* out = q.data() + row * K + g * kBlock;
+      for (int j = 0; j < kBlock / 2; ++j) {
+        out[j] = int8_t(std::nearbyint(b[2 * j] * inv));
+        out[kBlock / 2 + j] = int8_t(std::nearbyint(b[2 * j + 1] * inv));
+      }
+    }
+  }
+};
+
+// Dot products of one packed weight row (G blocks) with n <= kMaxTokens activation rows.
+template <int kN>
+void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
+                   const int64_t* rows, float* out) {
+  const int64_t K = a.K;
+#ifdef __AVX2__
+  const __m128i table = _mm_load_si128(reinterpret_cast<const __m128i*>(kDoubled));
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[kN];
+  for (int i = 0; i < kN; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + g * 16));
+    const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(packed, mask));
+    const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+    const __m256i w = _mm256_set_m128i(hi, lo);
+    const __m256i magnitude = _mm256_sign_epi8(w, w);
+    const float factor = kFactors.value[ws[g]];
+    for (int i = 0; i < kN; ++i) {
+      const __m256i x = _mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(a.q.data() + rows[i] * K + g * kBlock));
+      const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(x, w));
+      const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+      const float scale = factor * a.d[rows[i] * G + g];
+      acc[i] = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale), acc[i]);
+    }
+  }
+  for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(acc[i]);
+#else
+  for (int i = 0; i < kN; ++i) {
+    float total = 0.0f;
+    const int8_t* x = a.q.data() + rows[i] * K;
+    for (int64_t g = 0; g < G; ++g) {
+      int32_t sum = 0;
+      for (int j = 0; j < kBlock / 2; ++j) {
+        const uint8_t byte = wb[g * 16 + j];
+        sum += kDoubled[byte & 15] * x[g * kBlock + j];
+        sum += kDoubled[byte >> 4] * x[g * kBlock + kBlock / 2 + j];
+      }
+      total += float(sum) * kFactors.value[ws[g]] * a.d[rows[i] * G + g];
+    }
+    out[i] = total;
+  }
+#endif
+}
+
+template <int kN>
+void dot_exact(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
+               const int64_t* rows, float* out) {
+  const int64_t K = a.K;
+#ifdef __AVX2__
+  const __m128i table = _mm_load_si128(reinterpret_cast<const __m128i*>(kDoubled));
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  __m256 acc[kN][2];
+  for (int i = 0; i < kN; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + g * 16));
+    const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(packed, mask));
+    const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(packed, 4), mask));
+    const __m256 f = _mm256_set1_ps(kFactors.value[ws[g]]);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    __m256 w[4];
+    for (int p = 0; p < 4; ++p)
+      w[p] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[p])), f);
+    for (int i = 0; i < kN; ++i) {
+      const float* x = a.f.data() + rows[i] * K + g * kBlock;
+      for (int p = 0; p < 4; ++p)
+        acc[i][p & 1] = _mm256_fmadd_ps(w[p], _mm256_loadu_ps(x + 8 * p), acc[i][p & 1]);
+    }
+  }
+  for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
+#else
+  for (int i = 0; i < kN; ++i) {
+    float total = 0.0f;
+    const float* x = a.f.data() + rows[i] * K;
+    for (int64_t g = 0; g < G; ++g) {
+      const float factor = kFactors.value[ws[g]];
+      for (int j = 0; j < kBlock / 2; ++j) {
+        const uint8_t byte = wb[g * 16 + j];
+        total += kDoubled[byte & 15] * factor * x[g * kBlock + j];
+        total += kDoubled[byte >> 4] * factor * x[g * kBlock + kBlock / 2 + j];
+      }
+    }
+    out[i] = total;
+  }
+#endif
+}
+
+template <int kN>
+void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
+         const int64_t* rows, float* out) {
+  if (a.exact) {
+    dot_exact<kN>(wb, ws, G, a, rows, out);
+  } else {
+    dot_quantized<kN>(wb, ws, G, a, rows, out);
+  }
+}
+
+float bias_at(const torch::Tensor& bias, int64_t e, int64_t r) {
+  const int64_t i = e * bias.size(1) + r;
+  if (bias.scalar_type() == torch::kBFloat16)
+    return oss_agent::bf16_to_float(reinterpret_cast<const uint16_t*>(bias.data_ptr())[i]);
+  return bias.data_ptr<float>()[i];
+}
+
+// out[j, r] = bias[e, r] + W_e[r] . activations[inputs[j]] for the rows of one work item.
+void expert_rows(const uint8_t* blocks, const uint8_t* scales, const torch::Tensor& bias,
+                 int64_t e, int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
+                 const int64_t* inputs, int64_t n, float* out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* wb = blocks + (e * R + r) * G * 16;
+    const uint8_t* ws = scales + (e * R + r) * G;
+    const float b = bias_at(bias, e, r);
+    float sums[kMaxTokens];
+    for (int64_t j = 0; j < n; j += kMaxTokens) {
+      const int64_t m = std::min<int64_t>(kMaxTokens, n - j);
+      switch (m) {
+        case 1: dot<1>(wb, ws, G, a, inputs + j, sums); break;
+        case 2: dot<2>(wb, ws, G, a, inputs + j, sums); break;
+        case 3: dot<3>(wb, ws, G, a, inputs + j, sums); break;
+        default: dot<4>(wb, ws, G, a, inputs + j, sums);
+      }
+      for (int64_t i = 0; i < m; ++i) out[(j + i) * R + r] = sums[i] + b;
+    }
+  }
+}
+
+}  // namespace
+
+// x [T, H] fp32 -> sum over each token's k experts of weight * mlp2(swiglu(mlp1(x))), [T, H]
+// fp32. experts/weights [T, k]; blocks/scales/biases for all E experts, as in the checkpoint.
+// `exact` keeps activations in fp32; otherwise they are quantized to int8 per block of 32.
+torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
+                          const torch::Tensor& weights, const torch::Tensor& mlp1_blocks,
+                          const torch::Tensor& mlp1_scales, const torch::Tensor& mlp1_bias,
+                          const torch::Tensor& mlp2_blocks, const torch::Tensor& mlp2_scales,
+                          const torch::Tensor& mlp2_bias, double limit, bool exact) {
+  TORCH_CHECK(x.dim() == 2 && experts.dim() == 2 && weights.sizes() == experts.sizes() &&
+                  experts.size(0) == x.size(0),
+              "moe_experts: expected x [T, H] and experts, weights [T, k]");
+  TORCH_CHECK(mlp1_blocks.dim() == 4 && mlp2_blocks.dim() == 4 && mlp1_scales.dim() == 3 &&
+                  mlp2_scales.dim() == 3,
+              "moe_experts: expected blocks [E, R, G, 16] and scales [E, R, G]");
+  for (const auto* t : {&mlp1_blocks, &mlp1_scales, &mlp2_blocks, &mlp2_scales})
+    TORCH_CHECK(t->scalar_type() == torch::kUInt8 && t->is_contiguous(),
+                "moe_experts: packed experts must be contiguous uint8");
+  const int64_t T = x.size(0), H = x.size(1), k = experts.size(1), E = mlp1_blocks.size(0);
+  const int64_t R1 = mlp1_blocks.size(1), G1 = mlp1_blocks.size(2), I = R1 / 2;
+  const int64_t R2 = mlp2_blocks.size(1), G2 = mlp2_blocks.size(2);
+  TORCH_CHECK(G1 * kBlock == H && R2 == H && G2 * kBlock == I && mlp2_blocks.size(0) == E &&
+                  mlp1_bias.sizes() == torch::IntArrayRef({E, R1}) &&
+                  mlp2_bias.sizes() == torch::IntArrayRef({E, R2}),
+              "moe_experts: shapes disagree");
+  const torch::Tensor xf = x.to(torch::kFloat).contiguous();
+  const torch::Tensor ex = experts.to(torch::kLong).contiguous();
+  const torch::Tensor wt = weights.to(torch::kFloat).contiguous();
+  const torch::Tensor b1 = mlp1_bias.contiguous(), b2 = mlp2_bias.contiguous();
+  for (const auto* b : {&b1, &b2})
+    TORCH_CHECK(b->scalar_type() == torch::kFloat || b->scalar_type() == torch::kBFloat16,
+                "moe_experts: biases must be fp32 or bf16");
+  const int64_t* exp = ex.data_ptr<int64_t>();
+
+  // Assignments (token, slot) grouped by expert: the rows each expert multiplies.
+  const int64_t A = T * k;
+  std::vector<int64_t> start(E + 1, 0), token(A), slot_of(A);
+  for (int64_t i = 0; i < A; ++i) {
+    TORCH_CHECK(exp[i] >= 0 && exp[i] < E, "moe_experts: expert index out of range");
+    ++start[exp[i] + 1];
+  }
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), assignments(A);
+  for (int64_t i = 0; i < A; ++i) {
+    const int64_t a = fill[exp[i]]++;
+    token[a] = i / k;
+    slot_of[i] = a;
+    assignments[a] = a;
+  }
+  struct Item {
+    int64_t e, r0, r1;
+  };
+  auto items_for = [&](int64_t R) {
+    std::vector<Item> items;
+    for (int64_t e = 0; e < E; ++e)
+      if (start[e + 1] > start[e])
+        for (int64_t r = 0; r < R; r += kRowsPerItem)
+          items.push_back({e, r, std::min(R, r + kRowsPerItem)});
+    return items;
+  };
+  const std::vector<Item> items1 = items_for(R1), items2 = items_for(R2);
+
+  Activations in1(exact, T, H), in2(exact, A, I);
+  std::vector<float> h1(A * R1), glu(A * I), y(A * R2);
+  torch::Tensor out = torch::empty({T, H}, xf.options());
+  const float* xp = xf.data_ptr<float>();
+  const float* wp = wt.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const float lim = float(limit);
+  const auto* p1b = mlp1_blocks.data_ptr<uint8_t>();
+  const auto* p1s = mlp1_scales.data_ptr<uint8_t>();
+  const auto* p2b = mlp2_blocks.data_ptr<uint8_t>();
+  const auto* p2s = mlp2_scales.data_ptr<uint8_t>();
+  const bool parallel = A * (R1 * G1 + R2 * G2) >= kParallelMin;
+  // Every barrier can cost a scheduler time slice on a busy machine: for a few tokens the
+  // cheap steps (quantizing the input, summing the outputs) run outside the thread team.
+  const bool few = T <= kMaxTokens;
+  if (few)
+    for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
+  auto combine = [&](int64_t t) {
+    float* o = op + t * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t s = 0; s < k; ++s) {
+      const float w = wp[t * k + s];
+      const float* ys = y.data() + slot_of[t * k + s] * R2;
+      for (int64_t c = 0; c < H; ++c) o[c] += w * ys[c];
+    }
+  };
+
+#pragma omp parallel num_threads(at::get_num_threads()) if (parallel)
+  {
+    if (!few) {
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
+    }
+#pragma omp for schedule(dynamic)
+    for (size_t i = 0; i < items1.size(); ++i) {
+      const Item& it = items1[i];
+      const int64_t first = start[it.e], n = start[it.e + 1] - first;
+      // Inputs of mlp1 are tokens; the output row is the assignment.
+      std::vector<int64_t> inputs(token.begin() + first, token.begin() + first + n);
+      expert_rows(p1b, p1s, b1, it.e, R1, G1, it.r0, it.r1, in1, inputs.data(), n,
+                  h1.data() + first * R1);
+    }
+#pragma omp for schedule(static)
+    for (int64_t a = 0; a < A; ++a) {
+      const float* h = h1.data() + a * R1;
+      float* g = glu.data() + a * I;
+      for (int64_t i = 0; i < I; ++i) {
+        const float gate = std::min(h[2 * i], lim);
+        const float linear = std::min(std::max(h[2 * i + 1], -lim), lim);
+        g[i] = gate / (1.0f + std::exp(-1.702f * gate)) * (linear + 1.0f);
+      }
+      in2.set(a, g);
+    }
+#pragma omp for schedule(dynamic)
+    for (size_t i = 0; i < items2.size(); ++i) {
+      const Item& it = items2[i];
+      const int64_t first = start[it.e], n = start[it.e + 1] - first;
+      expert_rows(p2b, p2s, b2, it.e, R2, G2, it.r0, it.r1, in2, assignments.data() + first, n,
+                  y.data() + first * R2);
+    }
+    if (!few) {
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < T; ++t) combine(t);
+    }
+  }
+  if (few)
+    for (int64_t t = 0; t < T; ++t) combine(t);
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mxfp4_linear", &mxfp4_linear, "Fused MXFP4 dequantize + linear (CPU)");
+  m.def("moe_experts", &moe_experts, "A whole MoE layer's experts from packed MXFP4 (CPU)");
+  m.def("linear_bf16", &linear_bf16, "bf16 weights x fp32 activations -> fp32 (CPU)");
+  m.def("attention", &attention, "Grouped-query attention with sinks over cache cells (CPU)");
 }

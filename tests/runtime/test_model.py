@@ -4,7 +4,7 @@ import pytest
 import torch
 from runtime_helpers import TINY, oracle_logits, prompt
 
-from runtime import load_model
+from runtime import kernels, load_model
 from runtime.model import yarn_inv_freq
 
 
@@ -38,11 +38,12 @@ def test_yarn_frequencies_match_transformers(oracle):
 
 def test_bf16_stays_close_to_fp32(tiny_original):
     """Typical positions agree to bf16 rounding; a few differ more where bf16 flips a close
-    top-4 routing decision, so the bound on every row is on direction, not size."""
+    top-4 routing decision, so the bound on every row is on direction, not size. Logits are
+    fp32 whatever the weights' dtype: bf16 logits tie and flip greedy picks."""
     tokens = prompt(40, seed=2)
     fp32 = load_model(tiny_original, dtype=torch.float32).logits(tokens)
     bf16 = load_model(tiny_original).logits(tokens)
-    assert bf16.dtype == torch.bfloat16
+    assert bf16.dtype == torch.float32
     per_row = (bf16.float() - fp32).abs().amax(-1) / fp32.abs().amax(-1)
     assert per_row.median() < 0.04
     assert torch.nn.functional.cosine_similarity(bf16.float(), fp32, dim=-1).min() > 0.95
@@ -56,13 +57,14 @@ def test_both_layouts_load_the_same_model(tiny_original, tiny_hf):
     assert torch.equal(a, b)
 
 
-def test_experts_stay_packed_and_unpacked_ones_are_bounded(tiny_original):
+def test_experts_stay_packed_and_unpacked_ones_are_bounded(tiny_original, monkeypatch):
     model = load_model(tiny_original, expert_cache_gb=0.0)
     mlp = model.transformer.blocks[0].mlp
     assert mlp.mlp1_blocks.dtype == torch.uint8 and mlp.mlp2_scales.dtype == torch.uint8
     assert mlp.cache is None
     cached = load_model(tiny_original, expert_cache_gb=1e-4)  # ~100 KB: a few experts
-    # Long enough that experts see more tokens than the fused kernel takes: they get unpacked.
+    # Without the CPU kernels (no compiler) experts are unpacked per use, within the budget.
+    monkeypatch.setattr(kernels, "available", lambda: False)
     list(cached.generate(prompt(400), max_tokens=4, temperature=0))
     cache = cached.transformer.blocks[0].mlp.cache
     assert 0 < cache.used <= cache.budget

@@ -1,0 +1,200 @@
+// bf16 projections and attention for CPU inference with fp32 activations.
+//
+// PyTorch's bf16 matmul on CPUs without bf16 instructions runs far below memory bandwidth;
+// here weights are widened in registers (bf16 is the top half of an fp32) and accumulated in
+// fp32, several rows and tokens per pass so each load feeds more than one FMA.
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu_kernels.h"
+
+using oss_agent::bf16_to_float;
+
+namespace {
+
+constexpr int kRows = 4;  // weight rows per pass
+// Below this many multiply-adds a thread team costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+constexpr int64_t kAttentionParallelMin = 1 << 22;
+
+// kTokens tokens x kRows rows: y[t][r] = sum_k w[r][k] x[t][k].
+template <int kTokens>
+void tile(const float* const* x, const uint16_t* const* w, int64_t K, float out[][kRows]) {
+  int64_t k = 0;
+#ifdef __AVX2__
+  __m256 acc[kTokens][kRows];
+  for (int t = 0; t < kTokens; ++t)
+    for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_setzero_ps();
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + k));
+      wv[r] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+    }
+    for (int t = 0; t < kTokens; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x[t] + k);
+      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (int t = 0; t < kTokens; ++t)
+    for (int r = 0; r < kRows; ++r) out[t][r] = oss_agent::hsum(acc[t][r]);
+#else
+  for (int t = 0; t < kTokens; ++t)
+    for (int r = 0; r < kRows; ++r) out[t][r] = 0.0f;
+#endif
+  for (; k < K; ++k)
+    for (int t = 0; t < kTokens; ++t)
+      for (int r = 0; r < kRows; ++r) out[t][r] += bf16_to_float(w[r][k]) * x[t][k];
+}
+
+}  // namespace
+
+// y [T, R] fp32 = x [T, K] @ weight [R, K] (bf16).T + bias (bf16, optional).
+torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
+                          const c10::optional<torch::Tensor>& bias) {
+  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1),
+              "linear_bf16: expected x [T, K] and weight [R, K], got ", x.sizes(), " and ",
+              weight.sizes());
+  TORCH_CHECK(weight.scalar_type() == torch::kBFloat16, "linear_bf16: weight must be bf16");
+  const torch::Tensor xf = x.to(torch::kFloat).contiguous(), w = weight.contiguous();
+  const int64_t T = xf.size(0), K = xf.size(1), R = w.size(0);
+  torch::Tensor b;
+  if (bias.has_value()) {
+    b = bias->to(torch::kFloat).contiguous();
+    TORCH_CHECK(b.numel() == R, "linear_bf16: bias has ", b.numel(), " values, not ", R);
+  }
+  torch::Tensor y = torch::empty({T, R}, xf.options());
+  const float* xp = xf.data_ptr<float>();
+  const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t tiles = (R + kRows - 1) / kRows;
+  // Dynamic: on a busy machine a thread that loses its core leaves its tiles to the others.
+#pragma omp parallel for schedule(dynamic, 8) num_threads(at::get_num_threads()) \
+    if (T * R * K >= kParallelMin)
+  for (int64_t i = 0; i < tiles; ++i) {
+    const int64_t r0 = i * kRows;
+    const uint16_t* rows[kRows];
+    for (int r = 0; r < kRows; ++r) rows[r] = wp + std::min(r0 + r, R - 1) * K;
+    float out[2][kRows];
+    for (int64_t t = 0; t < T; t += 2) {
+      const float* xs[2] = {xp + t * K, xp + std::min(t + 1, T - 1) * K};
+      if (t + 1 < T) {
+        tile<2>(xs, rows, K, out);
+      } else {
+        tile<1>(xs, rows, K, out);
+      }
+      for (int dt = 0; dt < 2 && t + dt < T; ++dt)
+        for (int r = 0; r < kRows && r0 + r < R; ++r)
+          yp[(t + dt) * R + r0 + r] = out[dt][r] + (bp ? bp[r0 + r] : 0.0f);
+    }
+  }
+  return y;
+}
+
+namespace {
+
+template <typename KV>
+inline float load(const KV* p, int64_t i) {
+  if constexpr (std::is_same_v<KV, at::BFloat16>) {
+    return bf16_to_float(reinterpret_cast<const uint16_t*>(p)[i]);
+  } else {
+    return p[i];
+  }
+}
+
+// One query head against the visible keys: softmax over [scores, sink], sink dropped.
+template <typename KV>
+void attend_one(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
+                int64_t S, int64_t stride, int64_t d, int64_t position, int64_t window, float sink,
+                float scale, float* scores, float* out) {
+  float top = sink;
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t p = key_pos[s];
+    if (p < 0 || p > position || (window > 0 && p <= position - window)) {
+      scores[s] = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    const KV* k = keys + s * stride;
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+      for (int j = 0; j < 8; ++j) part[j] += q[i + j] * load(k, i + j);
+    float dot = 0.0f;
+    for (; i < d; ++i) dot += q[i] * load(k, i);
+    for (int j = 0; j < 8; ++j) dot += part[j];
+    scores[s] = dot * scale;
+    top = std::max(top, scores[s]);
+  }
+  float total = std::exp(sink - top);
+  for (int64_t i = 0; i < d; ++i) out[i] = 0.0f;
+  for (int64_t s = 0; s < S; ++s) {
+    if (scores[s] == -std::numeric_limits<float>::infinity()) continue;
+    const float weight = std::exp(scores[s] - top);
+    total += weight;
+    const KV* v = values + s * stride;
+    for (int64_t i = 0; i < d; ++i) out[i] += weight * load(v, i);
+  }
+  const float inv = 1.0f / total;
+  for (int64_t i = 0; i < d; ++i) out[i] *= inv;
+}
+
+template <typename KV>
+void attention_all(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
+                   const int64_t* positions, const float* sinks, int64_t T, int64_t H,
+                   int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
+  const int64_t group = H / KVH, stride = KVH * d;
+  const float scale = 1.0f / std::sqrt(float(d));
+  // Decode attention is small next to the projections around it: one thread, no barrier.
+#pragma omp parallel num_threads(at::get_num_threads()) if (T * H * S * d >= kAttentionParallelMin)
+  {
+    std::vector<float> scores(std::max<int64_t>(S, 1));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < T * H; ++i) {
+      const int64_t t = i / H, h = i % H, kv = h / group;
+      attend_one(q + i * d, keys + kv * d, values + kv * d, key_pos, S, stride, d, positions[t],
+                 window, sinks[h], scale, scores.data(), out + i * d);
+    }
+  }
+}
+
+}  // namespace
+
+// Grouped-query attention with sinks over the given cache cells, in fp32: q [T, H, d] at
+// `positions` [T]; keys/values [S, KV, d] (fp32 or bf16) at key_pos [S] (-1: empty). A key
+// is visible when 0 <= pos <= query position and, with window > 0, pos > position - window.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
+                        const torch::Tensor& values, const torch::Tensor& key_pos,
+                        const torch::Tensor& positions, const torch::Tensor& sinks,
+                        int64_t window) {
+  TORCH_CHECK(q.dim() == 3 && keys.dim() == 3 && values.sizes() == keys.sizes(),
+              "attention: expected q [T, H, d] and keys/values [S, KV, d]");
+  const int64_t T = q.size(0), H = q.size(1), d = q.size(2), S = keys.size(0),
+                KVH = keys.size(1);
+  TORCH_CHECK(keys.size(2) == d && H % KVH == 0 && key_pos.numel() == S &&
+                  positions.numel() == T && sinks.numel() == H,
+              "attention: shapes disagree");
+  TORCH_CHECK(keys.scalar_type() == values.scalar_type(), "attention: keys and values differ");
+  const torch::Tensor qf = q.to(torch::kFloat).contiguous();
+  const torch::Tensor k = keys.contiguous(), v = values.contiguous();
+  const torch::Tensor kp = key_pos.to(torch::kLong).contiguous();
+  const torch::Tensor pos = positions.to(torch::kLong).contiguous();
+  const torch::Tensor sk = sinks.to(torch::kFloat).contiguous();
+  torch::Tensor out = torch::empty({T, H * d}, qf.options());
+  if (k.scalar_type() == torch::kBFloat16) {
+    attention_all(qf.data_ptr<float>(), k.data_ptr<at::BFloat16>(),
+                  v.data_ptr<at::BFloat16>(), kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(),
+                  sk.data_ptr<float>(), T, H, KVH, S, d, window, out.data_ptr<float>());
+  } else {
+    TORCH_CHECK(k.scalar_type() == torch::kFloat, "attention: keys must be fp32 or bf16");
+    attention_all(qf.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
+                  kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(), sk.data_ptr<float>(), T, H,
+                  KVH, S, d, window, out.data_ptr<float>());
+  }
+  return out;
+}

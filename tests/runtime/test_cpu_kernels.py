@@ -1,0 +1,241 @@
+"""The C++ CPU kernels against PyTorch, and how they are built (once, keyed, after checks)."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runtime import kernels
+from runtime.moe import swiglu
+from runtime.mxfp4 import dequantize
+
+needs_kernel = pytest.mark.skipif(
+    not kernels.available(), reason="needs a C++ compiler and ninja to build the CPU kernels"
+)
+
+
+@needs_kernel
+@pytest.mark.parametrize("tokens", [1, 2, 5])
+@pytest.mark.parametrize("rows, cols", [(1, 8), (37, 96), (130, 203)])
+def test_bf16_linear_accumulates_fp32_activations_in_fp32(tokens, rows, cols):
+    generator = torch.Generator().manual_seed(rows * cols + tokens)
+    weight = torch.randn(rows, cols, generator=generator).bfloat16()
+    bias = torch.randn(rows, generator=generator).bfloat16()
+    x = torch.randn(tokens, cols, generator=generator)
+    out = kernels.linear_bf16(x, weight, bias)
+    assert out.dtype == torch.float32
+    expected = F.linear(x.double(), weight.double(), bias.double()).float()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(kernels.linear_bf16(x, weight, None) + bias.float(), out)
+
+
+def reference_attention(q, keys, values, key_pos, positions, sinks, window):
+    heads, kv_heads, d = q.shape[1], keys.shape[1], q.shape[2]
+    group = heads // kv_heads
+    k = keys.float().repeat_interleave(group, dim=1)
+    v = values.float().repeat_interleave(group, dim=1)
+    visible = (key_pos >= 0) & (key_pos <= positions[:, None])
+    if window:
+        visible &= key_pos > positions[:, None] - window
+    scores = torch.einsum("thd,shd->hts", q, k) / math.sqrt(d)
+    scores = scores.masked_fill(~visible, float("-inf"))
+    sink = sinks.view(heads, 1, 1).expand(heads, len(positions), 1)
+    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
+    return torch.einsum("hts,shd->thd", probs, v).reshape(len(positions), heads * d)
+
+
+@needs_kernel
+@pytest.mark.parametrize("window", [None, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_attention_over_cache_cells_matches_softmax_with_sinks(window, dtype):
+    """Empty cells (-1), cells past the query and outside the window are not attended."""
+    generator = torch.Generator().manual_seed(0)
+    tokens, heads, kv_heads, d, cells = 5, 8, 2, 16, 20
+    q = torch.randn(tokens, heads, d, generator=generator)
+    keys = torch.randn(cells, kv_heads, d, generator=generator).to(dtype)
+    values = torch.randn(cells, kv_heads, d, generator=generator).to(dtype)
+    key_pos = torch.arange(cells)
+    key_pos[3] = -1
+    positions = torch.arange(cells - tokens, cells)
+    sinks = torch.randn(heads, generator=generator)
+    out = kernels.attention(q, keys, values, key_pos, positions, sinks, window)
+    expected = reference_attention(q, keys, values, key_pos, positions, sinks, window)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def random_experts(experts: int, hidden: int, intermediate: int, generator):
+    def packed(rows: int, cols: int):
+        shape = (experts, rows, cols // 32)
+        blocks = torch.randint(0, 256, (*shape, 16), dtype=torch.uint8, generator=generator)
+        return blocks, torch.randint(118, 128, shape, dtype=torch.uint8, generator=generator)
+
+    mlp1_blocks, mlp1_scales = packed(2 * intermediate, hidden)
+    mlp2_blocks, mlp2_scales = packed(hidden, intermediate)
+    return {
+        "mlp1_blocks": mlp1_blocks,
+        "mlp1_scales": mlp1_scales,
+        "mlp1_bias": torch.randn(experts, 2 * intermediate, generator=generator),
+        "mlp2_blocks": mlp2_blocks,
+        "mlp2_scales": mlp2_scales,
+        "mlp2_bias": torch.randn(experts, hidden, generator=generator),
+    }
+
+
+def reference_moe(x, experts, weights, packed, limit):
+    out = torch.zeros_like(x)
+    for t in range(len(x)):
+        for slot, e in enumerate(experts[t].tolist()):
+            w1 = dequantize(packed["mlp1_blocks"][e], packed["mlp1_scales"][e], torch.float32)
+            w2 = dequantize(packed["mlp2_blocks"][e], packed["mlp2_scales"][e], torch.float32)
+            h = swiglu(F.linear(x[t], w1, packed["mlp1_bias"][e]), limit)
+            out[t] += weights[t, slot] * F.linear(h, w2, packed["mlp2_bias"][e])
+    return out
+
+
+@needs_kernel
+@pytest.mark.parametrize("tokens", [1, 11])
+def test_moe_layer_kernel_matches_expert_by_expert(tokens):
+    """fp32 activations: float rounding only; int8 activations per block of 32: ~1%."""
+    generator = torch.Generator().manual_seed(tokens)
+    packed = random_experts(8, 96, 64, generator)
+    x = torch.randn(tokens, 96, generator=generator) * 3
+    experts = torch.stack([torch.randperm(8, generator=generator)[:4] for _ in range(tokens)])
+    weights = torch.softmax(torch.randn(tokens, 4, generator=generator), dim=-1)
+    expected = reference_moe(x, experts, weights, packed, limit=7.0)
+    exact = kernels.moe_experts(x, experts, weights, packed, 7.0, exact=True)
+    torch.testing.assert_close(exact, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+    quantized = kernels.moe_experts(x, experts, weights, packed, 7.0, exact=False)
+    assert (quantized - expected).abs().max() < 0.03 * expected.abs().max()
+    bf16_biases = {name: t.bfloat16() if name.endswith("bias") else t for name, t in packed.items()}
+    rounded = {name: t.float() if name.endswith("bias") else t for name, t in bf16_biases.items()}
+    torch.testing.assert_close(
+        kernels.moe_experts(x, experts, weights, bf16_biases, 7.0, exact=True),
+        kernels.moe_experts(x, experts, weights, rounded, 7.0, exact=True),
+    )
+
+
+@needs_kernel
+def test_moe_layer_kernel_rejects_an_expert_index_out_of_range():
+    packed = random_experts(2, 32, 32, torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="expert index out of range"):
+        kernels.moe_experts(
+            torch.zeros(1, 32), torch.tensor([[2]]), torch.ones(1, 1), packed, 7.0, True
+        )
+
+
+@pytest.fixture
+def path_without_ninja(tmp_path) -> str:
+    """A PATH with this Python and the C++ compiler, and no ninja."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    compiler = shutil.which(os.environ.get("CXX", "c++"))
+    if compiler:
+        (bin_dir / Path(compiler).name).symlink_to(compiler)
+    return str(bin_dir)
+
+
+def test_build_key_covers_what_changes_the_binary_and_not_ninja(
+    monkeypatch, tmp_path, path_without_ninja
+):
+    key = kernels.build_key()
+    monkeypatch.setenv("PATH", path_without_ninja)
+    assert kernels.build_key() == key
+    monkeypatch.setattr(kernels, "CFLAGS", (*kernels.CFLAGS, "-DCHANGED"))
+    assert kernels.build_key() != key
+    monkeypatch.undo()
+    source = tmp_path / "mxfp4_cpu.cpp"
+    source.write_bytes(kernels.SOURCES[0].read_bytes() + b"\n// changed\n")
+    monkeypatch.setattr(kernels, "SOURCES", (source, *kernels.SOURCES[1:]))
+    assert kernels.build_key() != key
+    monkeypatch.setattr(kernels.torch, "__version__", "0.0.0")
+    assert kernels.build_key() != key
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@needs_kernel
+def test_a_finished_build_is_imported_whichever_ninja_is_found(path_without_ninja):
+    """Another ninja (or none) on the PATH must not rebuild: the cached binary is used."""
+    base = kernels.build_dir().parent
+    code = "from runtime import kernels; assert kernels.available(); print(kernels.build_dir())"
+    start = time.perf_counter()
+    result = run_python(code, PATH=path_without_ninja, OSS_AGENT_KERNEL_DIR=str(base))
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == kernels.build_dir()
+    assert "compiling" not in result.stderr
+    assert time.perf_counter() - start < 60
+
+
+def test_a_wrong_checkpoint_path_fails_before_any_kernel_build(tmp_path):
+    kernel_dir = tmp_path / "kernels"
+    code = (
+        "from runtime import load_model, CheckpointError\n"
+        "try:\n"
+        f"    load_model({str(tmp_path / 'nonexistent')!r})\n"
+        "except CheckpointError as error:\n"
+        "    print('refused:', error)\n"
+    )
+    result = run_python(code, OSS_AGENT_KERNEL_DIR=str(kernel_dir))
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and "nonexistent" in result.stdout
+    assert "compiling" not in result.stderr
+    assert not kernel_dir.exists()
+
+
+def test_a_build_killed_midway_does_not_block_later_builds(tmp_path):
+    """A build killed midway (Ctrl-C, a timeout) leaves torch's `lock` file behind; the next
+    build must not wait on it forever. Ours is an flock, which dies with its holder."""
+    (tmp_path / "lock").write_text("")  # what a killed torch build leaves
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from runtime import kernels\n"
+            "with kernels._build_lock(Path(sys.argv[1])):\n"
+            "    print('holding', flush=True); time.sleep(600)\n",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert not (tmp_path / "lock").exists()  # stale: removed by whoever holds the flock
+        waiter = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from runtime import kernels\n"
+                "with kernels._build_lock(Path(sys.argv[1])): print('built')\n",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        assert waiter.poll() is None  # one build at a time
+        (tmp_path / "lock").write_text("")  # the holder's torch build, killed with it
+        holder.kill()
+        assert waiter.communicate(timeout=60)[0].strip() == "built"
+        assert not (tmp_path / "lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()

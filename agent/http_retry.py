@@ -1,9 +1,9 @@
 """One retry policy for every HTTP client here (remote engines, the browser, search APIs).
 
-Only transient failures are retried: a refused or dropped connection, 408, 429 and the 5xx
-statuses a restarting or overloaded server sends. A server's `Retry-After` (seconds or an
-HTTP date) is honoured up to `max_wait`; a server asking for longer is not waited for, the
-caller reports it instead. Attempts are bounded.
+Only transient failures are retried: a refused or dropped connection, 408, 409, 429 and the
+5xx statuses a restarting or overloaded server sends (not 501 or 505: those never change).
+A server's `Retry-After` (seconds or an HTTP date) is honoured up to `max_wait`; a server
+asking for longer is not waited for, the caller reports it instead. Attempts are bounded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:

@@ -1,8 +1,9 @@
 """Which failures are worth retrying: the one place the sweep asks.
 
-Transient: the connection failed or timed out, or the server answered 408, 409, 429 or
-5xx. Anything else (401, 404, a malformed reply, a bug) is permanent: retrying cannot
-help, so the preflight stops the run and a sample records the error at once.
+Transient: the connection failed or timed out, or the server answered a status that
+`agent.http_retry` (the project's one retry policy) retries. Anything else (401, 404, a
+malformed reply, a bug) is permanent: retrying cannot help, so the preflight stops the run
+and a sample records the error at once.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import re
 
 import httpx
 
-TRANSIENT_STATUS = frozenset({408, 409, 429})
+from agent.http_retry import TRANSIENT_STATUS
 
 
 def transient_status(status: int) -> bool:
-    return status in TRANSIENT_STATUS or 500 <= status <= 599
+    return status in TRANSIENT_STATUS
 
 
 def is_transient(error: BaseException) -> bool:

@@ -25,7 +25,7 @@ def test_attempts_are_bounded() -> None:
 def test_only_transient_statuses_are_retried() -> None:
     for status in (400, 401, 403, 404, 422, 501):
         assert POLICY.delay(0, status) is None, status
-    for status in (408, 429, 500, 502, 503, 504):
+    for status in (408, 409, 429, 500, 502, 503, 504):
         assert POLICY.delay(0, status) == 0.5, status
 
 

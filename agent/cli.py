@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from agent.server.cli import serve
 from runtime.cli import model_app
 from tools.python.cli import sandbox_app
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 app.add_typer(model_app, name="model")
 app.add_typer(sandbox_app, name="sandbox")
+app.command()(serve)
 
 if TYPE_CHECKING:
     from agent.loop import Agent

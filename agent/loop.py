@@ -171,17 +171,22 @@ class Agent:
                     return event.result
         raise AssertionError("stream ended without Done")  # pragma: no cover
 
-    async def stream(self, task: str) -> AsyncIterator[Event]:
-        """Run `task`, yielding events as they happen; the last one is `Done`."""
+    async def stream(self, task: str | None) -> AsyncIterator[Event]:
+        """Run `task`, yielding events as they happen; the last one is `Done`. With None the
+        model continues the conversation as it stands (e.g. after the caller appended the
+        results of calls it ran itself)."""
         started = time.monotonic()
         deadline = started + self.max_seconds if self.max_seconds is not None else None
-        self.messages.append(Message.from_role_and_content(Role.USER, task))
+        if task is not None:
+            self.messages.append(Message.from_role_and_content(Role.USER, task))
         run = _Run()
         try:
             for turn in range(self.max_turns):
                 calls: list[tuple[str, Message]] = []
                 async for event in self._turn(turn, run, deadline, calls):
                     yield event
+                if run.stop_reason is None and any(self._for_caller(c) for _, c in calls):
+                    run.stop_reason = "tool_calls"  # the caller runs them and continues
                 if run.stop_reason is not None:
                     yield TurnEnd(run.turns[-1])
                     break
@@ -300,6 +305,10 @@ class Agent:
     def _new_call_id(self) -> str:
         self._call_count += 1
         return f"call_{self._call_count}"
+
+    def _for_caller(self, call: Message) -> bool:
+        tool = next((t for t in self.tools if t.handles(call.recipient or "")), None)
+        return tool is not None and tool.runs_in_caller
 
     async def _dispatch(
         self, call_id: str, call: Message, turn: int, deadline: float | None

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime.config import ModelConfig
-from runtime.kv_cache import LayerCache
+from runtime.kv_cache import LayerCache, SequenceCaches
 from runtime.moe import MoE
 
 
@@ -95,15 +95,28 @@ class Attention(torch.nn.Module):
         x: torch.Tensor,
         positions: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        cache: LayerCache | None,
+        cache: LayerCache | SequenceCaches | None,
     ) -> torch.Tensor:
-        """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`."""
+        """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`.
+        With `SequenceCaches` each row is the next token of its own sequence (batched decode)."""
         T, d = x.shape[0], self.head_dim
         qkv = self.qkv(self.norm(x))
         q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
         q = rotate(q.view(T, self.heads, d), *rope)
         k = rotate(k.view(T, self.kv_heads, d), *rope)
         v = v.view(T, self.kv_heads, d)
+        if isinstance(cache, SequenceCaches):
+            row = [slice(i, i + 1) for i in range(T)]
+            rows = [
+                self._attend_cached(q[r], k[r], v[r], positions[r], c)
+                for r, c in zip(row, cache, strict=True)
+            ]
+            return x + self.out(torch.cat(rows))
+        return x + self.out(self._attend_cached(q, k, v, positions, cache))
+
+    def _attend_cached(self, q, k, v, positions, cache: LayerCache | None) -> torch.Tensor:
+        """One sequence's attention: new keys/values join its cache, queries see what is
+        visible at their positions."""
         if cache is None:
             keys, values, key_pos = k, v, positions
         elif cache.ring:
@@ -117,7 +130,7 @@ class Attention(torch.nn.Module):
         visible = (key_pos >= 0) & (key_pos <= positions.unsqueeze(-1))
         if self.window is not None:
             visible &= key_pos > positions.unsqueeze(-1) - self.window
-        return x + self.out(self._attend(q, keys, values, visible))
+        return self._attend(q, keys, values, visible)
 
     def _attend(self, q, keys, values, visible) -> torch.Tensor:
         """Softmax over [scores, sink] per head, sink column dropped; KV heads broadcast

@@ -45,7 +45,7 @@ def create_app(
         model_name=model_name,
         tool_factory=tool_factory or _no_builtin_tools,
         builtin_tools=frozenset(builtin_tools),
-        store=store or ResponseStore(folder=store_folder),
+        store=store if store is not None else ResponseStore(folder=store_folder),
         limits=limits or Limits(),
         api_key=api_key,
     )

@@ -255,6 +255,8 @@ class _ChatRun:
             return {}
         if result.stop_reason == "error":
             raise APIError(500, f"the model failed: {result.error}", code="engine_error")
+        if result.stop_reason == "final":
+            content = result.final_output  # what the parser made of it, recoveries included
         message: dict[str, Any] = {
             "role": "assistant",
             "content": content or (None if self.calls else ""),
@@ -274,8 +276,20 @@ class _ChatRun:
         kind = "chat.completion.chunk"
         first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
         yield sse(self._object(kind, [first], None))
+        streamed = ""
         async for event in events:
             delta = self._delta(event)
+            streamed += (delta or {}).get("content", "")
+            if isinstance(event, Done):
+                missing = _unstreamed(event.result, streamed)
+                if missing:
+                    yield sse(
+                        self._object(
+                            kind,
+                            [{"index": 0, "delta": {"content": missing}, "finish_reason": None}],
+                            None,
+                        )
+                    )
             if delta is not None:
                 yield sse(
                     self._object(kind, [{"index": 0, "delta": delta, "finish_reason": None}], None)
@@ -290,3 +304,10 @@ class _ChatRun:
                 if self.body.stream_options and self.body.stream_options.include_usage:
                     yield sse(self._object(kind, [], result))
         yield DONE
+
+
+def _unstreamed(result: RunResult, streamed: str) -> str:
+    """Answer text the lenient parser recovered that no delta carried."""
+    if result.stop_reason != "final" or not result.final_output.startswith(streamed):
+        return ""
+    return result.final_output[len(streamed) :]

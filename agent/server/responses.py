@@ -344,10 +344,12 @@ class _ResponseRun:
         yield self._event("response.in_progress", response=self._snapshot())
         result: RunResult | None = None
         async for event in agent_events:
-            for out in self._on(event):
-                yield out
             if isinstance(event, Done):
                 result = event.result
+                for out in self._recovered_answer(result):
+                    yield out
+            for out in self._on(event):
+                yield out
         for out in self._close():
             yield out
         if result is None:  # the client went away: nothing to finish or keep
@@ -359,6 +361,17 @@ class _ResponseRun:
         yield self._event(
             kind.get(self.response["status"], "response.failed"), response=self._snapshot()
         )
+
+    def _recovered_answer(self, result: RunResult) -> list[dict[str, Any]]:
+        """The answer the lenient parser recovered where no text streamed (e.g. from a
+        header that never got its `<|message|>`), as a message item of its own."""
+        texts = [o["content"][0]["text"] for o in self.output if o["type"] == "message"]
+        if result.stop_reason != "final" or result.final_output in texts:
+            return []
+        return [
+            *self._ensure("recovered"),
+            self._text_delta("response.output_text.delta", result.final_output),
+        ]
 
     def _on(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, ReasoningDelta):

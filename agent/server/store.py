@@ -51,9 +51,11 @@ class ResponseStore:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
             if self.folder is not None:
-                (self.folder / f"{response_id}.json").write_text(entry.to_json())
-                files = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
-                for old in files[: max(len(files) - self.max_entries, 0)]:
+                path = self.folder / f"{response_id}.json"
+                path.write_text(entry.to_json())
+                others = [p for p in self.folder.glob("*.json") if p != path]
+                others.sort(key=lambda p: p.stat().st_mtime_ns)
+                for old in others[: max(len(others) + 1 - self.max_entries, 0)]:
                     old.unlink(missing_ok=True)
 
     def get(self, response_id: str) -> StoredResponse | None:

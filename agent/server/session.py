@@ -224,15 +224,12 @@ async def run_agent(agent: Agent, request: Request) -> AsyncIterator[Event]:
     assert isinstance(engine, RequestEngine)
     gone = asyncio.create_task(disconnected(request))
     events = agent.stream(None)
+    step: asyncio.Future[Event] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(events))
             await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
-                engine.close()
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
                 return
             try:
                 event = step.result()
@@ -242,6 +239,10 @@ async def run_agent(agent: Agent, request: Request) -> AsyncIterator[Event]:
     finally:
         engine.close()
         gone.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
         await events.aclose()
         await agent.aclose()
 

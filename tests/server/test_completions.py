@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import openai
@@ -56,13 +57,13 @@ def test_completion_returns_the_token_ids_the_model_samples(server, mini_model):
 
 def test_concurrent_greedy_requests_give_the_tokens_of_sequential_ones(server, mini_model):
     url, engine = server
-    batch = prompts(6)
-    sequential = [list(mini_model.generate(p, max_tokens=24, temperature=0)) for p in batch]
+    batch = prompts(5)
+    sequential = [list(mini_model.generate(p, max_tokens=16, temperature=0)) for p in batch]
     results: list[list[int] | None] = [None] * len(batch)
     peak = 0
 
     def ask(i: int) -> None:
-        body = {"prompt": batch[i], "max_tokens": 24, "temperature": 0}
+        body = {"prompt": batch[i], "max_tokens": 16, "temperature": 0}
         reply = httpx.post(url + "/v1/completions", json=body, timeout=120)
         results[i] = reply.json()["choices"][0]["token_ids"]
 
@@ -71,6 +72,7 @@ def test_concurrent_greedy_requests_give_the_tokens_of_sequential_ones(server, m
         t.start()
     while any(t.is_alive() for t in threads):
         peak = max(peak, engine.running)
+        time.sleep(0.005)
     for t in threads:
         t.join()
     assert results == sequential
@@ -102,3 +104,48 @@ def test_stop_token_ends_the_completion_and_is_returned(server, mini_model):
     choice = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
     assert choice["token_ids"] == expected[: expected.index(stop) + 1]
     assert choice["finish_reason"] == "stop" and choice["stop_reason"] == stop
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", {"prompt": prompts(1)[0], "max_tokens": 20000, "stream": True}),
+        (
+            "/v1/responses",
+            {"input": "Tell me a long story.", "max_output_tokens": 20000, "stream": True},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "messages": [{"role": "user", "content": "A long story."}],
+                "max_tokens": 20000,
+                "stream": True,
+            },
+        ),
+    ],
+)
+def test_a_client_leaving_mid_stream_frees_its_slot_at_once(server, path, body):
+    url, engine = server
+    with httpx.stream("POST", url + path, json=body, timeout=60) as reply:
+        next(reply.iter_lines())
+        # A random model may sample for long without a text event: watch the engine.
+        assert wait_until(lambda: engine.running == 1, 10.0)
+    assert wait_until(lambda: engine.running == 0, 2.0)
+    assert httpx.get(url + "/health").json()["in_flight"] == 0
+
+
+def test_a_client_timing_out_on_a_whole_response_frees_its_slot(server):
+    url, engine = server
+    body = {"prompt": prompts(1)[0], "max_tokens": 20000}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/completions", json=body, timeout=0.5)
+    assert wait_until(lambda: engine.running == 0, 2.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import openai
 import pytest
@@ -184,3 +185,37 @@ def test_responses_kept_on_disk_survive_a_restart_and_the_store_is_bounded(tmp_p
         assert third.output_text == "three" and "second" in engine.prompt_text(2)
         with pytest.raises(openai.NotFoundError):
             client.responses.create(input="x", previous_response_id=first.id)
+
+
+@pytest.mark.docker
+def test_python_runs_in_the_sandbox_as_a_code_interpreter_item_then_is_removed(
+    docker_client, sandbox_image
+):
+    from tools.python import PythonTool
+    from tools.python.docker_backend import owned_filters
+
+    engine = ScriptedEngine(
+        [
+            sampled(
+                Message.from_role_and_content(Role.ASSISTANT, "print(6 * 7)")
+                .with_channel("analysis")
+                .with_recipient("python")
+                .with_content_type("code")
+            ),
+            sampled(final("It is 42.")),
+        ]
+    )
+    app = create_app(
+        engine,
+        tool_factory=lambda names: [PythonTool() for n in names if n == "python"],
+        builtin_tools=["python"],
+    )
+    with serving(app) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        response = client.responses.create(input="6*7?", tools=[{"type": "code_interpreter"}])
+    interpreter, message = response.output
+    assert interpreter.type == "code_interpreter_call" and interpreter.status == "completed"
+    assert interpreter.code == "print(6 * 7)"
+    assert interpreter.outputs[0].logs.strip() == "42"
+    assert message.content[0].text == "It is 42."
+    assert not docker_client.containers.list(all=True, filters=owned_filters(os.getpid()))

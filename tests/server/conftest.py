@@ -37,8 +37,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(app) -> Iterator[str]:
-    """Run `app` under uvicorn in a thread; yields its base URL; shuts it down gracefully."""
+def uvicorn_server(app) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Run `app` under uvicorn in a thread; yields its base URL and the server; shuts it
+    down gracefully (in-flight requests finish first)."""
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -51,7 +52,13 @@ def serving(app) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[str]:
+    with uvicorn_server(app) as (url, _):
+        yield url

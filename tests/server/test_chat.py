@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import openai
 import pytest
-from conftest import serving
+from conftest import serving, uvicorn_server
 from scripted_engine import ScriptedEngine, analysis, call, final, raw, sampled
 
 from agent.server import create_app
@@ -139,3 +141,26 @@ def test_malformed_model_output_is_recovered_and_reported_not_a_500(scripted):
     )
     assert reply.choices[0].message.content == "Hello there"
     assert reply.model_extra["parser_recoveries"]
+
+
+def test_shutdown_lets_the_request_in_flight_finish_then_closes_the_engine():
+    engine = ScriptedEngine([sampled(analysis("thinking " * 20), final("finished"))], delay=0.02)
+    closed = threading.Event()
+    engine.close = closed.set  # the server closes its engine once requests are done
+    replies = []
+    with uvicorn_server(create_app(engine, model_name="scripted")) as (url, server):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        ask = threading.Thread(
+            target=lambda: replies.append(
+                client.chat.completions.create(
+                    model="scripted", messages=[{"role": "user", "content": "hi"}]
+                )
+            )
+        )
+        ask.start()
+        while not engine.prompts:
+            time.sleep(0.01)
+        server.should_exit = True
+        ask.join(timeout=30)
+    assert replies[0].choices[0].message.content == "finished"
+    assert closed.is_set()

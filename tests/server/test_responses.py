@@ -219,3 +219,13 @@ def test_python_runs_in_the_sandbox_as_a_code_interpreter_item_then_is_removed(
     assert interpreter.outputs[0].logs.strip() == "42"
     assert message.content[0].text == "It is 42."
     assert not docker_client.containers.list(all=True, filters=owned_filters(os.getpid()))
+
+
+def test_the_clients_stream_helper_accumulates_the_events_into_the_response(scripted):
+    engine, client = scripted
+    engine.turns = [sampled(analysis("Hm."), call("functions.get_weather", '{"city":"Rome"}'))]
+    with client.responses.stream(model="scripted", input="Rome?", tools=[WEATHER]) as stream:
+        final_response = stream.get_final_response()
+    (fc,) = [item for item in final_response.output if item.type == "function_call"]
+    assert json.loads(fc.arguments) == {"city": "Rome"}
+    assert final_response.status == "completed"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +29,9 @@ def serve(
         str | None, typer.Option(help="Keep responses here too (previous_response_id).")
     ] = None,
     store_size: Annotated[int, typer.Option(help="Responses kept.")] = 1024,
+    name: Annotated[
+        str | None, typer.Option(help="The model name clients use (default: the folder's).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[
         str,
@@ -56,18 +59,17 @@ def serve(
 
     names = [n.strip() for n in tools.split(",") if n.strip()]
     try:
-        settings = load_settings({"tools": names})
-        make_tools([], settings)
         unknown = sorted(set(names) - {"browser", "python"})
         if unknown:
             raise ConfigError(f"unknown tool {unknown[0]!r}: choose from python, browser")
+        settings = load_settings({})
         engine = _engine(model, device, dtype, max_batch)
     except (ConfigError, ValueError, RuntimeError, OSError) as exc:
         err.print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from None
     app = create_app(
         engine,
-        model_name=os.path.basename(model.rstrip("/")) or model,
+        model_name=name or _model_name(model),
         tool_factory=lambda requested: make_tools(list(requested), settings),
         builtin_tools=names,
         api_key=api_key,
@@ -91,6 +93,12 @@ def _engine(model: str, device: str, dtype: str, max_batch: int):
         raise ValueError(f"unknown --dtype {dtype!r}: use bfloat16 or float32")
     loaded = load_model(model, device=device, dtype=getattr(torch, dtype), compile=False)
     return BatchedEngine(loaded, max_batch=max_batch)
+
+
+def _model_name(model: str) -> str:
+    """`gpt-oss-20b/original` -> `gpt-oss-20b`; a folder's own name otherwise."""
+    path = Path(model.rstrip("/"))
+    return (path.parent.name if path.name == "original" else path.name) or model
 
 
 def _is_loopback(host: str) -> bool:

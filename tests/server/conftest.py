@@ -23,11 +23,16 @@ from runtime.testing import write_random_checkpoint
 
 
 @pytest.fixture(scope="session")
-def mini_model(tmp_path_factory):
-    """A tiny model with gpt-oss's vocabulary, in fp32 so batched and single-row matmuls
-    round alike (greedy results are then exactly comparable)."""
-    path = write_random_checkpoint(tmp_path_factory.mktemp("mini"), "mini", seed=7)
-    return load_model(path, dtype=torch.float32, compile=False)
+def mini_checkpoint(tmp_path_factory):
+    """A tiny random checkpoint with gpt-oss's vocabulary."""
+    return write_random_checkpoint(tmp_path_factory.mktemp("mini") / "gpt-oss-mini", "mini", seed=7)
+
+
+@pytest.fixture(scope="session")
+def mini_model(mini_checkpoint):
+    """The mini model in fp32, so batched and single-row matmuls round alike (greedy
+    results are then exactly comparable)."""
+    return load_model(mini_checkpoint, dtype=torch.float32, compile=False)
 
 
 def _free_port() -> int:

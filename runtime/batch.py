@@ -182,6 +182,7 @@ class BatchedEngine:
             request.cancelled = True
             if request in self._waiting:
                 self._waiting.remove(request)
+                request.out.put(_END)  # a reader blocked on it (another thread) wakes up
             self._cond.notify_all()
 
     # -- the scheduler thread --------------------------------------------------------------

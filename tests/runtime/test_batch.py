@@ -95,3 +95,22 @@ def test_bad_requests_fail_at_the_call_and_a_closed_engine_refuses_new_ones(engi
     engine.close()
     with pytest.raises(EngineClosed):
         next(engine.generate([1, 2], max_tokens=2))
+
+
+def test_closing_a_waiting_stream_from_another_thread_wakes_its_reader(model):
+    engine = BatchedEngine(model, max_batch=1)
+    try:
+        running = engine.generate(prompt(8), max_tokens=2000, temperature=0)
+        next(running)
+        waiting = engine.generate(prompt(8, seed=1), max_tokens=5, temperature=0)
+        got = []
+        reader = threading.Thread(target=lambda: got.extend(waiting))
+        reader.start()
+        while engine.waiting == 0:
+            threading.Event().wait(0.01)
+        waiting.close()
+        reader.join(timeout=5)
+        assert not reader.is_alive() and got == []
+        running.close()
+    finally:
+        engine.close()

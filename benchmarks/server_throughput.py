@@ -135,14 +135,15 @@ def main() -> None:
     try:
         wait_healthy(url, server)
         run(url, requests()[:1], 2, 1)  # warm up
-        rows = [run(url, requests(), args.decode, c) for c in levels]
+        base = None
+        for level in levels:
+            row = run(url, requests(), args.decode, level)
+            base = base or row["tok_s"]
+            row["speedup"] = round(row["tok_s"] / base, 2)
+            print(json.dumps(row), flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
-    base = rows[0]["tok_s"]
-    for row in rows:
-        row["speedup"] = round(row["tok_s"] / base, 2)
-        print(json.dumps(row))
     threads = args.threads or os.cpu_count()
     print(
         f"# {args.preset} {args.dtype}: {args.requests} requests, {args.prompt} prompt + "

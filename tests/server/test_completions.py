@@ -149,3 +149,14 @@ def test_a_client_timing_out_on_a_whole_response_frees_its_slot(server):
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url + "/v1/completions", json=body, timeout=0.5)
     assert wait_until(lambda: engine.running == 0, 2.0)
+
+
+def test_a_prompt_that_extends_an_earlier_one_reports_its_cached_tokens(server):
+    url, _ = server
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused")
+    prompt = prompts(3)[2]
+    first = client.completions.create(prompt=prompt, max_tokens=4, temperature=0)
+    follow_up = prompt + first.choices[0].model_extra["token_ids"] + [200007]
+    second = client.completions.create(prompt=follow_up, max_tokens=4, temperature=0)
+    # All but the last sampled token (never run through the model) came from the cache.
+    assert second.usage.prompt_tokens_details.cached_tokens == len(prompt) + 3

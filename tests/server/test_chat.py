@@ -8,8 +8,8 @@ import time
 
 import openai
 import pytest
-from conftest import serving, uvicorn_server
 from scripted_engine import ScriptedEngine, analysis, call, final, raw, sampled
+from server_helpers import serving, uvicorn_server
 
 from agent.server import create_app
 

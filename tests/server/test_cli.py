@@ -9,11 +9,11 @@ import sys
 import time
 
 import openai
-from conftest import _free_port
+from server_helpers import free_port
 
 
 def test_serve_answers_the_official_client_and_stops_cleanly_on_sigterm(mini_checkpoint):
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-c",

@@ -7,8 +7,8 @@ import threading
 import httpx
 import openai
 import pytest
-from conftest import serving
 from scripted_engine import ScriptedEngine, analysis, final, sampled
+from server_helpers import serving
 from typer.testing import CliRunner
 
 from agent.cli import app as cli

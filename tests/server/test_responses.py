@@ -7,8 +7,8 @@ import os
 
 import openai
 import pytest
-from conftest import serving
 from scripted_engine import ScriptedEngine, analysis, call, final, raw, sampled
+from server_helpers import serving
 
 from agent.harmony import Message, Role
 from agent.server import ResponseStore, create_app

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from agent.config import BUILTIN_TOOLS, default_of
 from agent.interrupt import close_loop, run_interruptibly
+from agent.server.cli import serve
 from evals.cli import eval_app
 from runtime.cli import model_app
 from tools.python.cli import sandbox_app
@@ -42,6 +43,7 @@ app = typer.Typer(
 app.add_typer(model_app, name="model")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(eval_app, name="eval")
+app.command()(serve)
 
 if TYPE_CHECKING:
     from agent.config import Settings

@@ -174,8 +174,10 @@ class Agent:
                     return event.result
         raise AssertionError("stream ended without Done")  # pragma: no cover
 
-    async def stream(self, task: str) -> AsyncIterator[Event]:
-        """Run `task`, yielding events as they happen; the last one is `Done`.
+    async def stream(self, task: str | None) -> AsyncIterator[Event]:
+        """Run `task`, yielding events as they happen; the last one is `Done`. With None the
+        model continues the conversation as it stands (e.g. after the caller appended the
+        results of calls it ran itself).
 
         A run that does not reach `Done` (cancelled, or the caller stopped iterating) leaves
         the conversation as it was before it: no dangling question, no half-finished turn.
@@ -183,14 +185,17 @@ class Agent:
         started = time.monotonic()
         deadline = started + self.max_seconds if self.max_seconds is not None else None
         before = len(self.messages)
-        self.messages.append(Message.from_role_and_content(Role.USER, task))
+        if task is not None:
+            self.messages.append(Message.from_role_and_content(Role.USER, task))
         run = _Run()
         try:
             try:
                 for turn in range(self.max_turns):
                     async for event in self._turn(turn, run, deadline):
                         yield event
-                    if run.call is not None:
+                    if run.call is not None and self._for_caller(run.call.message):
+                        run.stop_reason = "tool_calls"  # the caller runs it and continues
+                    elif run.call is not None:
                         record = await self._dispatch(run.call, turn, deadline)
                         if record is None:
                             run.stop_reason = "timeout"
@@ -242,7 +247,7 @@ class Agent:
         sampling = Sampling(max_tokens, self.temperature, self.top_p, seed, frozenset(stops))
         started = time.monotonic()
         timed_out = stopped = False
-        tokens = _TokenStream(self.engine, prompt, sampling)
+        tokens = TokenStream(self.engine, prompt, sampling)
         try:
             while not reader.done and reader.tokens < max_tokens:
                 token = await tokens.next(_remaining(deadline))
@@ -287,6 +292,10 @@ class Agent:
     def _new_call_id(self) -> str:
         self._call_count += 1
         return f"call_{self._call_count}"
+
+    def _for_caller(self, call: Message) -> bool:
+        tool = next((t for t in self.tools if t.handles(call.recipient or "")), None)
+        return tool is not None and tool.runs_in_caller
 
     async def _dispatch(
         self, request: CallRequest, turn: int, deadline: float | None
@@ -383,7 +392,7 @@ class _Run:
     turns: list[TurnStats] = field(default_factory=list)
 
 
-class _TokenStream:
+class TokenStream:
     """An engine's blocking token iterator, pumped by a thread into the event loop, so the
     loop stays responsive (deltas, cancellation, deadlines) while the model samples."""
 

@@ -8,8 +8,11 @@ from pydantic import BaseModel, Field, computed_field
 
 from agent.harmony import Conversation
 
-# Why a run ended: a final answer, or the limit / failure that cut it short.
-StopReason = Literal["final", "max_turns", "max_tokens", "context_full", "timeout", "error"]
+# Why a run ended: a final answer, calls for the caller to run, or the limit / failure
+# that cut it short.
+StopReason = Literal[
+    "final", "tool_calls", "max_turns", "max_tokens", "context_full", "timeout", "error"
+]
 
 
 def _add_optional(a: int | None, b: int | None) -> int | None:

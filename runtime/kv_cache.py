@@ -60,3 +60,8 @@ class LayerCache(torch.nn.Module):
             bigger = buffer.new_full((slots, *buffer.shape[1:]), fill)
             bigger[:old] = buffer
             setattr(self, name, bigger)
+
+
+class SequenceCaches(list[LayerCache]):
+    """One layer's caches for a batch of sequences, one per row: a batched decode step runs
+    the projections for all rows at once and attention per sequence against its own cache."""

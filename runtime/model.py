@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from runtime import kernels
 from runtime.config import ModelConfig
-from runtime.kv_cache import LayerCache
+from runtime.kv_cache import LayerCache, SequenceCaches
 from runtime.moe import MoE
 
 
@@ -110,15 +110,30 @@ class Attention(torch.nn.Module):
         x: torch.Tensor,
         positions: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        cache: LayerCache | None,
+        cache: LayerCache | SequenceCaches | None,
     ) -> torch.Tensor:
-        """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`."""
+        """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`.
+        With `SequenceCaches` each row is the next token of its own sequence (batched decode)."""
         T, d = x.shape[0], self.head_dim
         qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
         q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
         q = rotate(q.view(T, self.heads, d), *rope)
         k = rotate(k.view(T, self.kv_heads, d), *rope)
         v = v.view(T, self.kv_heads, d)
+        if isinstance(cache, SequenceCaches):
+            row = [slice(i, i + 1) for i in range(T)]
+            rows = [
+                self._attend_cached(q[r], k[r], v[r], positions[r], c)
+                for r, c in zip(row, cache, strict=True)
+            ]
+            mixed = torch.cat(rows)
+        else:
+            mixed = self._attend_cached(q, k, v, positions, cache)
+        return x + project(mixed.to(x.dtype), self.out.weight, self.out.bias)
+
+    def _attend_cached(self, q, k, v, positions, cache: LayerCache | None) -> torch.Tensor:
+        """One sequence's attention: new keys/values join its cache, queries see what is
+        visible at their positions."""
         if cache is not None:
             k, v = k.to(cache.k.dtype), v.to(cache.v.dtype)
         if cache is None:
@@ -131,18 +146,16 @@ class Attention(torch.nn.Module):
         else:
             cache.write(k, v, positions)
             keys, values, key_pos = cache.k, cache.v, cache.pos
-        if kernels.serve(x):
+        if kernels.serve(q):
             if cache is not None and not cache.ring:
                 # Slots are positions here: only the prefix up to the newest one is in use.
                 used = int(positions.max()) + 1
                 keys, values, key_pos = keys[:used], values[:used], key_pos[:used]
-            mixed = kernels.attention(q, keys, values, key_pos, positions, self.sinks, self.window)
-            return x + project(mixed.to(x.dtype), self.out.weight, self.out.bias)
+            return kernels.attention(q, keys, values, key_pos, positions, self.sinks, self.window)
         visible = (key_pos >= 0) & (key_pos <= positions.unsqueeze(-1))
         if self.window is not None:
             visible &= key_pos > positions.unsqueeze(-1) - self.window
-        out = self._attend(q, keys, values, visible)
-        return x + project(out, self.out.weight, self.out.bias)
+        return self._attend(q, keys, values, visible)
 
     def _attend(self, q, keys, values, visible) -> torch.Tensor:
         """Softmax over [scores, sink] per head, sink column dropped; KV heads broadcast

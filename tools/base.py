@@ -29,6 +29,9 @@ class Tool(ABC):
     # Builtin namespaces (browser, python) are declared in the system message; user
     # function namespaces in the developer message.
     in_system_message: bool = True
+    # Declared to the model but executed by whoever called the agent (an API client): a
+    # run ends with stop_reason "tool_calls" when the model calls it.
+    runs_in_caller: bool = False
 
     @abstractmethod
     def namespace(self) -> ToolNamespaceConfig:

@@ -247,7 +247,7 @@ class Agent:
         sampling = Sampling(max_tokens, self.temperature, self.top_p, seed, frozenset(stops))
         started = time.monotonic()
         timed_out = stopped = False
-        tokens = TokenStream(self.engine, prompt, sampling)
+        tokens = ThreadedTokens(self.engine, prompt, sampling)
         try:
             while not reader.done and reader.tokens < max_tokens:
                 token = await tokens.next(_remaining(deadline))
@@ -392,7 +392,7 @@ class _Run:
     turns: list[TurnStats] = field(default_factory=list)
 
 
-class TokenStream:
+class ThreadedTokens:
     """An engine's blocking token iterator, pumped by a thread into the event loop, so the
     loop stays responsive (deltas, cancellation, deadlines) while the model samples."""
 

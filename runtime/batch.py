@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from runtime.engine import GenerationStats
+from runtime.engine import Engine, GenerationStats
 from runtime.generate import LocalModel, _common_prefix, sample
 from runtime.kv_cache import SequenceCaches
 
@@ -85,7 +85,7 @@ class TokenStream(Iterator[int]):
         self.close()
 
 
-class BatchedEngine:
+class BatchedEngine(Engine):
     """The `Engine` interface for many callers at once (thread-safe) over one loaded model.
 
     `max_batch` sequences decode together; more requests wait their turn in arrival order

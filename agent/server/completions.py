@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agent.loop import TokenStream
+from agent.loop import ThreadedTokens
 from agent.server.body import parse_body
 from agent.server.errors import APIError
 from agent.server.session import RequestEngine, ServerState, disconnected, new_id
@@ -89,7 +89,7 @@ async def create_completion(request: Request) -> Response:
             seed=body.seed,
             stop_tokens=body.stop_token_ids,
         )
-        tokens = TokenStream(engine, prompt, sampling)
+        tokens = ThreadedTokens(engine, prompt, sampling)
         first = await _first(tokens, state)
         run = _Completion(state, body, prompt, engine, tokens, first)
         if body.stream:
@@ -119,15 +119,15 @@ def _prompt_ids(state: ServerState, body: CompletionRequest) -> list[int]:
     return prompt
 
 
-async def _first(tokens: TokenStream, state: ServerState) -> int | None:
+async def _first(tokens: ThreadedTokens, state: ServerState) -> int | None:
     """The first token, so that a request the engine refuses gets a proper status."""
     try:
         return await tokens.next(state.limits.request_seconds)
     except ValueError as exc:
-        await tokens.aclose()
+        await tokens.aclose(abandon=True)
         raise APIError(400, str(exc), param="prompt") from None
     except BaseException:
-        await tokens.aclose()
+        await tokens.aclose(abandon=True)
         raise
 
 
@@ -138,7 +138,7 @@ class _Completion:
         body: CompletionRequest,
         prompt: list[int],
         engine: RequestEngine,
-        tokens: TokenStream,
+        tokens: ThreadedTokens,
         first: int | None,
     ) -> None:
         self.state = state
@@ -175,7 +175,7 @@ class _Completion:
         finally:
             gone.cancel()
             self.engine.close()
-            await self.tokens.aclose()
+            await self.tokens.aclose(abandon=True)
 
     def _finish(self) -> tuple[str, int | None]:
         last = self.generated[-1] if self.generated else None

@@ -14,6 +14,7 @@ OSS_AGENT_MAX_SECONDS, OSS_AGENT_BROWSER_BACKEND.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,16 +25,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from tools.base import Tool, validation_problems
 
 ENV_PREFIX = "OSS_AGENT_"
-NO_MODEL_HELP = """No model configured. Either download gpt-oss weights and point at them:
-
-    hf download openai/gpt-oss-20b --include "original/*" --local-dir gpt-oss-20b/
-    oss-agent run --model gpt-oss-20b/original "..."
-
-or point at a running server (vLLM, SGLang, Ollama, llama.cpp):
-
-    oss-agent run --model http://localhost:8000 "..."
-
-To set it once: OSS_AGENT_MODEL=... in the environment, or model = "..." in {path}."""
+DEFAULT_MODEL = "nano"
+NANO_NOTICE = (
+    "No model configured: using nano, the small demo model bundled with oss-agent (arithmetic "
+    "and unit conversions with python). For real weights: hf download openai/gpt-oss-20b "
+    "--include 'original/*' --local-dir gpt-oss-20b, then --model gpt-oss-20b/original "
+    "(or OSS_AGENT_MODEL, or model = ... in {path})."
+)
 
 
 class ConfigError(ValueError):
@@ -65,9 +63,7 @@ class Settings(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
     def require_model(self) -> str:
-        if not self.model:
-            raise ConfigError(NO_MODEL_HELP.format(path=config_path()))
-        return self.model
+        return self.model or DEFAULT_MODEL
 
 
 def config_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -93,6 +89,11 @@ def load_settings(
         if value:
             merged[field] = value
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    if not merged.get("model"):
+        # The bundled demo model, with the tool it was trained to use.
+        merged["model"] = DEFAULT_MODEL
+        merged.setdefault("tools", ["python"])
+        print(NANO_NOTICE.format(path=path), file=sys.stderr)
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

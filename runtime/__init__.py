@@ -34,7 +34,8 @@ def load_model(
     max_context: int | None = None,
     expert_cache_gb: float | None = None,
 ) -> LocalModel:
-    """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected).
+    """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected), or
+    "nano": the small demo model bundled with the package (runtime.nano).
 
     Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
@@ -48,6 +49,13 @@ def load_model(
     from runtime.load import build
 
     device = torch.device(device)
+    if str(path) == "nano":
+        from runtime.nano.compact import CompactCheckpoint
+
+        checkpoint = CompactCheckpoint()
+        dtype = dtype or torch.float32  # tiny: full precision costs nothing
+    else:
+        checkpoint = Checkpoint(path)
     dtype = dtype or torch.bfloat16
     if compile is None:
         compile = device.type == "cuda"
@@ -57,7 +65,6 @@ def load_model(
         from runtime import kernels
 
         expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
-    checkpoint = Checkpoint(path)
     return LocalModel(
         build(checkpoint, dtype, device),
         static=device.type == "cuda",

@@ -27,7 +27,7 @@ from tools.base import Tool, validation_problems
 ENV_PREFIX = "OSS_AGENT_"
 DEFAULT_MODEL = "nano"
 NANO_NOTICE = (
-    "No model configured: using nano, the small demo model bundled with oss-agent (arithmetic "
+    "No model configured: using nano, a small demo model bundled with oss-agent (arithmetic "
     "and unit conversions with python). For real weights: hf download openai/gpt-oss-20b "
     "--include 'original/*' --local-dir gpt-oss-20b, then --model gpt-oss-20b/original "
     "(or OSS_AGENT_MODEL, or model = ... in {path})."

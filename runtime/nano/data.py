@@ -185,11 +185,30 @@ def write_conversations(path: Path, count: int, seed: int, cache: PythonCache) -
     return path
 
 
-def write_heldout(path: Path, count: int, seed: int, cache: PythonCache) -> Path:
-    """Held-out tasks as the evals package's user JSONL: question, answer, grader."""
+def write_heldout(
+    path: Path, count: int, seed: int, cache: PythonCache, exclude: set[str] = frozenset()
+) -> Path:
+    """Held-out tasks as the evals package's user JSONL (question, answer, grader), none
+    of them a question in `exclude` (the training set's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as out:
-        for example, _ in examples(count, seed, cache):
-            row = {"question": example.task.question, "answer": example.answer, "grader": "numeric"}
-            out.write(json.dumps(row) + "\n")
+    rows = []
+    for example, _ in examples(count + count // 4, seed, cache):
+        if example.task.question not in exclude and len(rows) < count:
+            rows.append(
+                {"question": example.task.question, "answer": example.answer, "grader": "numeric"}
+            )
+    if len(rows) < count:
+        raise RuntimeError(f"only {len(rows)} held-out tasks differ from the training ones")
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+def questions(path: Path) -> set[str]:
+    """The user questions of a JSONL of conversations."""
+    with path.open() as lines:
+        return {
+            message.text
+            for line in lines
+            for message in Conversation.from_json(line).messages
+            if message.author.role == Role.USER
+        }

@@ -59,11 +59,12 @@ def test_run_limit_exits_nonzero(engine) -> None:
     assert out.exit_code == 1 and "[timeout]" in out.output
 
 
-def test_no_model_says_how_to_get_one(engine) -> None:
-    out = runner.invoke(app, ["run", "hi"])
-    assert out.exit_code == 2
-    assert 'hf download openai/gpt-oss-20b --include "original/*"' in out.output
-    assert "--model http://localhost:8000" in out.output
+def test_no_model_means_the_bundled_nano_with_python_and_a_notice(engine, capsys) -> None:
+    settings = load_settings({})
+    assert (settings.model, settings.tools) == ("nano", ["python"])
+    notice = capsys.readouterr().err
+    assert "small demo model" in notice and "hf download openai/gpt-oss-20b" in notice
+    assert load_settings({"tools": ""}).tools == []  # tools the user chose stay chosen
 
 
 def test_unknown_tool(engine) -> None:

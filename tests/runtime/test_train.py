@@ -156,3 +156,33 @@ def test_fine_tuning_starts_from_the_checkpoint(tmp_path):
     assert torch.equal(
         tensors["block.1.attn.sinks"], run.masters["block.1.attn.sinks"].bfloat16().float()
     )
+
+
+def test_train_command_trains_resumes_and_writes_a_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from runtime.cli import model_app
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(c.to_json() + "\n" for c in conversations(2)))
+    command = ["train", str(data), "--out", str(tmp_path / "run"), "--init", "nano"]
+    command += ["--steps", "2", "--batch-size", "2", "--threads", "1"]
+    done = CliRunner().invoke(model_app, command)
+    assert done.exit_code == 0, done.output
+    assert "step 2/2" in done.output and "final loss" in done.output
+    assert load_model(tmp_path / "run" / "model").config == PRESETS["nano"]
+    again = CliRunner().invoke(model_app, [*command[:-4], "--steps", "3", "--threads", "1"])
+    assert "resumed from" in again.output and "step 3/3" in again.output, again.output
+
+
+def test_train_command_names_the_line_that_is_not_a_conversation(tmp_path):
+    from typer.testing import CliRunner
+
+    from runtime.cli import model_app
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(conversations(1)[0].to_json() + "\n{not json\n")
+    done = CliRunner().invoke(
+        model_app, ["train", str(data), "--out", str(tmp_path), "--init", "nano"]
+    )
+    assert done.exit_code == 1 and f"{data}:2: not a harmony conversation" in done.output

@@ -260,7 +260,7 @@ PRESETS: dict[str, ModelConfig] = {
     "20b-4experts": dataclasses.replace(_20B, num_experts=4),
     # The bundled demo model's shape (runtime.nano): trainable on a CPU in an hour.
     "nano": ModelConfig(
-        num_hidden_layers=4,
+        num_hidden_layers=3,
         num_experts=4,
         experts_per_token=2,
         hidden_size=128,

@@ -253,8 +253,9 @@ def named_tensors(model: Transformer) -> dict[str, torch.Tensor]:
 
 
 def initial_tensors(config: ModelConfig, rows: int, seed: int) -> dict[str, torch.Tensor]:
-    """Fresh weights: unit-RMS embeddings, fan-in scaled linears, residual outputs scaled
-    down with depth, zero biases and sinks, unit norm scales."""
+    """Fresh weights: unit-RMS embeddings (the unembedding a scaled copy), fan-in scaled
+    linears, residual outputs scaled down with depth, zero biases and sinks, unit norm
+    scales."""
     generator = torch.Generator().manual_seed(seed)
     depth = 1 / math.sqrt(2 * config.num_hidden_layers)
     out = {}
@@ -277,6 +278,10 @@ def initial_tensors(config: ModelConfig, rows: int, seed: int) -> dict[str, torc
                 std *= depth
             tensor = torch.randn(shape, generator=generator) * std
         out[name] = tensor
+    # The unembedding starts as the embedding (scaled): copying a token from the context,
+    # most of what a tool-using model does with numbers, is then one map for all tokens,
+    # not one row to learn per token.
+    out["unembedding.weight"] = out["embedding.weight"] / math.sqrt(config.hidden_size)
     return out
 
 

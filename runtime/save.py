@@ -16,13 +16,14 @@ LAYOUTS = ("original", "hf")
 
 
 def to_layout(
-    name: str, tensor: torch.Tensor, config: ModelConfig, layout: str
+    name: str, tensor: torch.Tensor, config: ModelConfig, layout: str, norms_bf16: bool = True
 ) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) pairs as `layout` stores one tensor of the original layout: transformers
-    keeps q, k and v apart and its norm scales in bf16."""
+    keeps q, k and v apart and (as published) its norm scales in bf16; `norms_bf16=False`
+    keeps them fp32, for trained scales that bf16 would round."""
     if layout == "original":
         return [(name, tensor)]
-    if name.endswith("norm.scale"):
+    if name.endswith("norm.scale") and norms_bf16:
         tensor = tensor.to(torch.bfloat16)
     if ".attn.qkv." in name:
         n, kind = name.split(".")[1], name.rsplit(".", 1)[1]
@@ -46,14 +47,15 @@ def save_checkpoint(
     path: str | Path, config: ModelConfig, tensors: Mapping[str, torch.Tensor], layout: str
 ) -> Path:
     """One model.safetensors plus config.json. `tensors` are in their stored dtypes (uint8
-    MXFP4 experts, bf16, fp32 norm scales) under the original layout's names."""
+    MXFP4 experts, bf16, fp32 norm scales, kept fp32 in either layout) under the original
+    layout's names."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     stored: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():
-        stored.update(to_layout(name, tensor.contiguous(), config, layout))
+        stored.update(to_layout(name, tensor.contiguous(), config, layout, norms_bf16=False))
     save_file(stored, str(path / "model.safetensors"), metadata={"format": "pt"})
     write_config(path, config, layout)
     return path

@@ -42,4 +42,4 @@ def test_nano_quick_start_answers_with_the_bundled_model(sandbox_image):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(snippet.group(1), {})
-    assert out.getvalue() == "12.5 km is **7.767** miles.\n"
+    assert out.getvalue() == "final ['python']\n"

@@ -23,7 +23,6 @@ TRAIN_SEED, HELDOUT_SEED = 0, 1
 TRAIN_CONVERSATIONS = 6000
 HELDOUT_TASKS = 200
 RECIPE = TrainConfig(steps=900, batch_size=8, lr=3e-3, warmup=30, seed=0, threads=1, save_every=50)
-PHASE2 = TrainConfig(steps=600, batch_size=8, lr=2e-3, warmup=10, seed=1, threads=1, save_every=50)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--weights", type=Path, default=None, help="where to write the compact weights"
     )
-    parser.add_argument("--phases", type=int, default=1, help="2: add the second phase")
     parser.add_argument(
         "--heldout", type=Path, default=HELDOUT, help="where to write the held-out tasks"
     )
@@ -44,10 +42,6 @@ def main(argv: list[str] | None = None) -> None:
     data = write_conversations(args.out / "train.jsonl", TRAIN_CONVERSATIONS, TRAIN_SEED, cache)
     write_heldout(args.heldout, HELDOUT_TASKS, HELDOUT_SEED, cache, exclude=questions(data))
     trainer = train(data, args.out, PRESETS["nano"], RECIPE)
-    if args.phases > 1:
-        # A second phase from the first one's exported checkpoint: a fresh optimizer and
-        # another pass over the data at a steady learning rate.
-        trainer = train(data, args.out / "phase2", args.out / "model", PHASE2)
     path = save_compact(args.weights or WEIGHTS, trainer)
     seconds = time.perf_counter() - started
     print(f"wrote {path} in {seconds:.0f} s; final loss {trainer.losses[-1]:.4f}")

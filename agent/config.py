@@ -42,6 +42,10 @@ or point at a running server (vLLM, SGLang, Ollama, llama.cpp):
 
     oss-agent run --model http://localhost:8000 "..."
 
+or try the small demo model bundled with oss-agent (offline; not accurate yet):
+
+    oss-agent run --model nano --tools python "..."
+
 To set it once: OSS_AGENT_MODEL=... in the environment, or model = "..." in {{path}}."""
 # `host:port` or `localhost`, with an optional path: a server address missing its scheme.
 _HOST_PORT = re.compile(r"^(localhost|[\w.-]+:\d+)(/.*)?$")
@@ -112,6 +116,8 @@ def check_model(model: str) -> str:
     """`model` if it is a server URL or an existing path; otherwise a ConfigError with the
     likely fix (a missing `http://`, a Hugging Face id that must be downloaded first)."""
     if model.startswith(("http://", "https://")) or "+http" in model.split("://")[0]:
+        return model
+    if model == "nano":  # the small demo model bundled with the package
         return model
     if Path(model).expanduser().exists():
         return str(Path(model).expanduser())

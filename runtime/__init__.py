@@ -35,7 +35,8 @@ def load_model(
     max_context: int | None = None,
     expert_cache_gb: float | None = None,
 ) -> LocalModel:
-    """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected).
+    """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected), or
+    "nano": the small demo model bundled with the package (runtime.nano).
 
     Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
@@ -53,6 +54,13 @@ def load_model(
     checkpoint = Checkpoint(path)
     check_tensors(checkpoint)
     device = torch.device(device)
+    if str(path) == "nano":
+        from runtime.nano.compact import CompactCheckpoint
+
+        checkpoint = CompactCheckpoint()
+        dtype = dtype or torch.float32  # tiny: full precision costs nothing
+    else:
+        checkpoint = Checkpoint(path)
     dtype = dtype or torch.bfloat16
     if compile is None:
         compile = device.type == "cuda"

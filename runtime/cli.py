@@ -1,8 +1,9 @@
-"""`oss-agent model ...`: inspect checkpoints and write random ones."""
+"""`oss-agent model ...`: inspect, write, export and train checkpoints."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -82,3 +83,55 @@ def random(
         raise typer.Exit(2)
     write_random_checkpoint(path, PRESETS[preset], seed=seed, layout=layout)
     typer.echo(f"wrote {preset} ({layout}) to {path}")
+
+
+@model_app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="The bundled model to export: nano.")],
+    path: Annotated[Path, typer.Argument(help="Folder to write the checkpoint to.")],
+    layout: Annotated[str, typer.Option(help="original or hf (transformers)")] = "original",
+) -> None:
+    """Write a bundled model as a standard gpt-oss checkpoint folder."""
+    from runtime.nano.compact import CompactCheckpoint
+    from runtime.save import LAYOUTS, save_checkpoint
+
+    if name != "nano" or layout not in LAYOUTS:
+        typer.echo(f"error: the bundled model is 'nano'; layout one of {LAYOUTS}", err=True)
+        raise typer.Exit(2)
+    checkpoint = CompactCheckpoint()
+    save_checkpoint(path, checkpoint.config, checkpoint.standard_tensors(), layout)
+    typer.echo(f"wrote nano ({layout}) to {path}")
+
+
+@model_app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="JSONL of harmony conversations, one per line.")],
+    out: Annotated[Path, typer.Option(help="Checkpoints go here; the model to OUT/model.")],
+    init: Annotated[
+        str,
+        typer.Option(
+            help=f"A checkpoint folder to fine-tune, or a fresh preset: {', '.join(PRESETS)}"
+        ),
+    ],
+    steps: int = 1000,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    save_every: int = 100,
+    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's)")] = None,
+    restart: Annotated[bool, typer.Option(help="Ignore a checkpoint in OUT; start over.")] = False,
+) -> None:
+    """Train or fine-tune on conversations: loss on assistant tokens, resumable."""
+    from runtime.train import ConversationError, TrainConfig
+    from runtime.train import train as run_training
+
+    start = PRESETS[init] if init in PRESETS else Path(init)
+    config = TrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, save_every=save_every, threads=threads
+    )
+    try:
+        trainer = run_training(data, out, start, config, resume=not restart)
+    except (ConversationError, ConfigError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    typer.echo(f"final loss {trainer.losses[-1]:.4f}; model written to {out / 'model'}")

@@ -258,6 +258,17 @@ PRESETS: dict[str, ModelConfig] = {
     "120b": dataclasses.replace(_20B, num_hidden_layers=36, num_experts=128),
     # gpt-oss-20b's per-token cost with every expert active: what a benchmark can hold on disk.
     "20b-4experts": dataclasses.replace(_20B, num_experts=4),
+    # The bundled demo model's shape (runtime.nano): trainable on a CPU in an hour.
+    "nano": ModelConfig(
+        num_hidden_layers=3,
+        num_experts=4,
+        experts_per_token=2,
+        hidden_size=128,
+        intermediate_size=128,
+        head_dim=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
 }
 
 

@@ -206,12 +206,24 @@ class Transformer(torch.nn.Module):
         gather: bool = False,
     ) -> torch.Tensor:
         """tokens [T] at positions [T] -> fp32 logits [T, vocab] (or [1, vocab] if last_only)."""
+        x = self.hidden(tokens, positions, caches, gather)
+        if last_only:
+            x = x[-1:]
+        return project(self.norm(x), self.unembedding, None).float()
+
+    def hidden(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        caches: list[LayerCache] | None = None,
+        gather: bool = False,
+    ) -> torch.Tensor:
+        """The last block's output [T, hidden], before the final norm: training unembeds
+        only the positions it takes a loss at."""
         x = F.embedding(tokens, self.embedding)
         if kernels.serve(x):
             x = x.float()
         rope = self.rotary(positions, x.dtype)
         for n, block in enumerate(self.blocks):
             x = block(x, positions, rope, None if caches is None else caches[n], gather)
-        if last_only:
-            x = x[-1:]
-        return project(self.norm(x), self.unembedding, None).float()
+        return x

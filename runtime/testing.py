@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 from runtime.config import PRESETS, ModelConfig
-from runtime.load import hf_name, tensor_shapes
+from runtime.load import tensor_shapes
+from runtime.save import LAYOUTS, to_layout, write_config
 
-LAYOUTS = ("original", "hf")
+__all__ = ["LAYOUTS", "write_random_checkpoint"]
 # Above this many bytes a checkpoint is written one shard per block, as large ones ship.
 SHARD_BYTES = 1 << 30
 
@@ -55,25 +56,6 @@ def _blocks_of(config: ModelConfig) -> list[list[str]]:
     return [top, *per_block]
 
 
-def _to_layout(name: str, tensor: torch.Tensor, config: ModelConfig, layout: str):
-    """(name, tensor) pairs as `layout` stores them."""
-    if layout == "original":
-        return [(name, tensor)]
-    if name.endswith("norm.scale"):
-        tensor = tensor.to(torch.bfloat16)
-    if ".attn.qkv." in name:
-        n, kind = name.split(".")[1], name.rsplit(".", 1)[1]
-        d = config.head_dim
-        sizes = [config.num_attention_heads * d, config.num_key_value_heads * d]
-        sizes.append(config.num_key_value_heads * d)
-        parts = tensor.split(sizes)
-        return [
-            (f"model.layers.{n}.self_attn.{proj}_proj.{kind}", part.contiguous())
-            for proj, part in zip("qkv", parts, strict=True)
-        ]
-    return [(hf_name(name), tensor)]
-
-
 def write_random_checkpoint(
     path: str | Path,
     config: ModelConfig | str = "tiny",
@@ -98,15 +80,14 @@ def write_random_checkpoint(
         generator = torch.Generator().manual_seed(seed * 100_003 + index)
         for name in names:
             tensor = _random_tensor(name, shapes[name], generator)
-            pending.update(_to_layout(name, tensor, config, layout))
+            pending.update(to_layout(name, tensor, config, layout))
         if sharded or index == len(groups) - 1:
             file = f"model-{index:05d}-of-{len(groups):05d}.safetensors" if sharded else None
             file = file or "model.safetensors"
             save_file(pending, str(path / file), metadata={"format": "pt"})
             weight_map.update(dict.fromkeys(pending, file))
             pending = {}
-    raw = config.to_original() if layout == "original" else config.to_hf()
-    (path / "config.json").write_text(json.dumps(raw, indent=2))
+    write_config(path, config, layout)
     if sharded and layout == "hf":
         index_json = {"metadata": {}, "weight_map": weight_map}
         (path / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2))

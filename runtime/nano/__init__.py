@@ -1,0 +1,1 @@
+"""gpt-oss-nano: a tiny trained gpt-oss model that ships with the package."""

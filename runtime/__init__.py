@@ -49,10 +49,6 @@ def load_model(
     from runtime.generate import LocalModel
     from runtime.load import build, check_tensors
 
-    # The checkpoint is checked (names, shapes, no data read) before anything slow, such as a
-    # first build of the CPU kernels, so a wrong path fails at once.
-    checkpoint = Checkpoint(path)
-    check_tensors(checkpoint)
     device = torch.device(device)
     if str(path) == "nano":
         from runtime.nano.compact import CompactCheckpoint
@@ -60,7 +56,10 @@ def load_model(
         checkpoint = CompactCheckpoint()
         dtype = dtype or torch.float32  # tiny: full precision costs nothing
     else:
+        # Checked (names, shapes, no data read) before anything slow, such as a first build
+        # of the CPU kernels, so a wrong path fails at once.
         checkpoint = Checkpoint(path)
+        check_tensors(checkpoint)
     dtype = dtype or torch.bfloat16
     if compile is None:
         compile = device.type == "cuda"

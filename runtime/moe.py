@@ -57,6 +57,8 @@ class ExpertCache:
 
 
 class MoE(torch.nn.Module):
+    packed_experts = True  # the experts are the packed MXFP4 buffers the CPU kernels read
+
     def __init__(
         self,
         layer: int,
@@ -85,7 +87,7 @@ class MoE(torch.nn.Module):
         router = self.gate(t.float())  # loaded in fp32
         top, experts = torch.topk(router, self.top_k, dim=-1, sorted=True)
         weights = torch.softmax(top, dim=-1)
-        if kernels.serve(t):
+        if self.packed_experts and kernels.serve(t):
             packed = {name: getattr(self, name) for name in PACKED}
             exact = self.mlp1_bias.dtype == torch.float32
             mixed = kernels.moe_experts(t, experts, weights, packed, self.swiglu_limit, exact)

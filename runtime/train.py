@@ -150,6 +150,8 @@ class TrainableMoE(MoE):
     optimizer step (`requantize`).
     """
 
+    packed_experts = False  # no packed weights for the CPU kernels: experts run unpacked
+
     def __init__(self, packed: MoE, mlp1_weight: torch.Tensor, mlp2_weight: torch.Tensor) -> None:
         super().__init__(
             packed.layer, packed.norm, packed.gate, {}, packed.top_k, packed.swiglu_limit
@@ -169,10 +171,6 @@ class TrainableMoE(MoE):
             self.requantize()
         w1, w2 = self._quantized  # type: ignore[misc]
         return w1[e].to(dtype), w2[e].to(dtype)
-
-    def _fused(self, x: torch.Tensor, e: int) -> torch.Tensor:
-        """No packed weights to read here: every expert runs from the unpacked path."""
-        return self._unpacked(x, e)
 
 
 class _Tensors:

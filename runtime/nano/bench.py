@@ -48,7 +48,7 @@ class EffortReport:
     completion_tokens: int = 0
     reasoning_tokens: int = 0
     tool_calls: int = 0
-    recoveries: int = 0
+    recoveries: list[str] = field(default_factory=list)  # what the lenient parser repaired
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -61,7 +61,7 @@ class EffortReport:
         return (
             f"| {self.effort} | {self.correct}/{self.tasks} ({100 * self.accuracy:.1f}%) | "
             f"{self.completion_tokens / n:.1f} | {self.reasoning_tokens / n:.1f} | "
-            f"{self.tool_calls / n:.2f} | {self.recoveries} | {self.seconds / n:.2f} |"
+            f"{self.tool_calls / n:.2f} | {len(self.recoveries)} | {self.seconds / n:.2f} |"
         )
 
 
@@ -116,7 +116,7 @@ def evaluate(
                 report.completion_tokens += result.usage.completion_tokens
                 report.reasoning_tokens += result.usage.reasoning_tokens
                 report.tool_calls += len(result.tool_calls)
-                report.recoveries += sum(len(t.recoveries) for t in result.turns)
+                report.recoveries += [r for t in result.turns for r in t.recoveries]
                 if not ok:
                     report.failures.append(
                         {**task, "output": result.final_output, "stop": result.stop_reason}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent.harmony import Conversation, Message, Role
 from agent.loop import Agent
+from runtime.engine import Engine
 from runtime.nano.tasks import FUNCTION_TOOLS, Task, convert_units, random_task
 from tools.base import tool_message
 from tools.python import PythonTool
@@ -26,6 +27,13 @@ EFFORTS = ("low", "medium", "high")
 INSTRUCTIONS = (None, None, "Use tools when they help.", "Answer briefly.", "Be precise.")
 FIRST_DATE = datetime.date(2024, 1, 1)
 KERNEL_CELLS = 500
+
+
+class _HeaderOnly(Engine):
+    """The engine of an agent used only to render its header."""
+
+    def generate(self, tokens, **sampling):  # type: ignore[override]
+        raise RuntimeError("this agent only renders headers")
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class Setting:
     def header(self) -> list[Message]:
         tools = [PythonTool(), *(FUNCTION_TOOLS if self.functions else [])]
         agent = Agent(
-            None,  # type: ignore[arg-type]  # only the header is rendered, nothing sampled
+            _HeaderOnly(),  # only the header is rendered, nothing is sampled
             tools=tools,
             instructions=self.instructions,
             reasoning_effort=self.effort,  # type: ignore[arg-type]

@@ -149,6 +149,12 @@ def test_no_model_says_how_to_get_one(cli) -> None:
     assert done.returncode == 2
     assert 'hf download openai/gpt-oss-20b --include "original/*"' in done.stderr
     assert "--model http://localhost:8000" in done.stderr
+    assert "--model nano" in done.stderr  # the bundled demo model, offline
+
+
+def test_the_bundled_nano_model_is_a_valid_model_name_without_a_folder(tmp_path) -> None:
+    settings = load_settings({"model": "nano"}, env={"OSS_AGENT_CONFIG": str(tmp_path / "x")})
+    assert settings.require_model() == "nano"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from model_servers import ModelServer
 
 import agent.harmony
 
@@ -76,3 +77,18 @@ def sandbox_image(docker_client) -> str:
     from tools.python.image import ensure_image
 
     return ensure_image(docker_client)
+
+
+@pytest.fixture
+def model_server():
+    """Loopback model servers answering as a given kind (vllm, sglang, ollama, llamacpp, ...)
+    does; `model_server(kind, turns)` starts one, closed after the test."""
+    servers: list[ModelServer] = []
+
+    def start(kind: str, turns: list[list[int]], **options) -> ModelServer:
+        servers.append(ModelServer(kind, turns, **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

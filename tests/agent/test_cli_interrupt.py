@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from model_servers import ModelServer
 from scripted_engine import ENC, final, raw, sampled
 
 from tools.python.docker_backend import owned_filters
@@ -93,16 +92,9 @@ def cli(tmp_path):
 
 
 @pytest.fixture
-def server():
-    servers: list[ModelServer] = []
-
-    def start(turns: list[list[int]]) -> ModelServer:
-        servers.append(ModelServer("vllm", turns))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
+def server(model_server):
+    """A vLLM-like loopback server replaying the given turns."""
+    return lambda turns: model_server("vllm", turns)
 
 
 def wait_for_cell(docker_client, pid: int, timeout: float = 90) -> None:

@@ -9,7 +9,7 @@ import time
 import warnings
 
 import pytest
-from model_servers import KINDS, ModelServer
+from model_servers import KINDS
 from scripted_engine import ENC, ScriptedEngine, analysis, call, final, raw, sampled
 
 from agent import Agent
@@ -416,19 +416,6 @@ INVENTED_REPLY = (
     "<|start|>functions.add to=assistant<|channel|>commentary<|message|>99<|end|>"
     "<|start|>assistant<|channel|>final<|message|>It is 99.<|return|>"
 )
-
-
-@pytest.fixture
-def model_server():
-    servers: list[ModelServer] = []
-
-    def start(kind: str, turns: list[list[int]], **options) -> ModelServer:
-        servers.append(ModelServer(kind, turns, **options))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)

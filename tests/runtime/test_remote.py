@@ -236,19 +236,6 @@ CALL_IDS = ENC.encode(
 )
 
 
-@pytest.fixture
-def model_server():
-    servers: list[ModelServer] = []
-
-    def start(kind: str, turns: list[list[int]], **options) -> ModelServer:
-        servers.append(ModelServer(kind, turns, **options))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("sampled", [COMPLETION_IDS, CALL_IDS], ids=["return", "call"])
 def test_each_server_kind_yields_the_stop_token_that_ended_the_message(

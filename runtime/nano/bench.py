@@ -13,31 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.grading import grade_numeric
+
 HELDOUT = Path(__file__).parent / "heldout.jsonl"
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-
-
-def stated_number(answer: str) -> float | None:
-    """The number the answer states in bold (how the nano model states its results)."""
-    found = _BOLD.findall(answer)
-    if len(found) != 1:
-        return None
-    try:
-        return float(found[0].strip())
-    except ValueError:
-        return None
-
-
-def is_correct(answer: str, gold: str, rel_tol: float = 1e-6) -> bool:
-    number = stated_number(answer)
-    target = float(gold)
-    return number is not None and abs(number - target) <= rel_tol * max(abs(target), 1e-9)
 
 
 @dataclass
@@ -111,7 +94,10 @@ def evaluate(
                 report.seconds += time.monotonic() - started
                 report.tasks += 1
                 answered = result.stop_reason == "final"
-                ok = answered and is_correct(result.final_output, task["answer"])
+                ok = (
+                    answered
+                    and grade_numeric(result.final_output, task["answer"]).outcome == "correct"
+                )
                 report.correct += ok
                 report.completion_tokens += result.usage.completion_tokens
                 report.reasoning_tokens += result.usage.reasoning_tokens

@@ -266,8 +266,8 @@ PRESETS: dict[str, ModelConfig] = {
         hidden_size=128,
         intermediate_size=128,
         head_dim=32,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=8,
+        num_key_value_heads=4,  # 4 x 32 = hidden: each KV head can start as a copier
     ),
 }
 

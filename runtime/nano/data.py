@@ -193,17 +193,37 @@ def write_conversations(path: Path, count: int, seed: int, cache: PythonCache) -
     return path
 
 
+def write_headerless(source: Path, path: Path) -> Path:
+    """The conversations of `source` without their system and developer messages: short
+    sequences where what the model must copy is near and little else is, for a first
+    training phase (copying numbers is learned there in a few hundred steps; behind the
+    ~250-token header it was not learned in 600)."""
+    header = (Role.SYSTEM, Role.DEVELOPER)
+    with source.open() as lines, path.open("w") as out:
+        for line in lines:
+            messages = Conversation.from_json(line).messages
+            kept = [m for m in messages if m.author.role not in header]
+            out.write(Conversation.from_messages(kept).to_json() + "\n")
+    return path
+
+
 def write_heldout(
     path: Path, count: int, seed: int, cache: PythonCache, exclude: set[str] = frozenset()
 ) -> Path:
-    """Held-out tasks as the evals package's user JSONL (question, answer, grader), none
-    of them a question in `exclude` (the training set's)."""
+    """Held-out tasks as the evals package's user JSONL (question, answer, grader, no
+    format line), none of them a question in `exclude` (the training set's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for example, _ in examples(count + count // 4, seed, cache):
         if example.task.question not in exclude and len(rows) < count:
             rows.append(
-                {"question": example.task.question, "answer": example.answer, "grader": "numeric"}
+                {
+                    "question": example.task.question,
+                    "answer": example.answer,
+                    "grader": "numeric",
+                    # Asked as in training: nano answers in bold, which the grader reads.
+                    "format_instructions": "",
+                }
             )
     if len(rows) < count:
         raise RuntimeError(f"only {len(rows)} held-out tasks differ from the training ones")

@@ -20,6 +20,7 @@ from runtime.train import (
     exact_vocab_loss,
     render_example,
     starting_point,
+    trainable,
 )
 
 # The nano shape, smaller still: 2 layers (one sliding, one full), 2 of 4 experts.
@@ -93,6 +94,25 @@ def test_exact_vocabulary_loss_equals_the_full_softmax_loss():
     exact = exact_vocab_loss(states @ unembedding[rows].T, targets, vocab_size)
     assert torch.allclose(exact, full, rtol=1e-6, atol=0)
     assert not torch.allclose(F.cross_entropy(states @ unembedding[rows].T, targets), full)
+
+
+def test_a_fresh_model_copies_the_token_a_head_attends_to():
+    """From the first layer on, a head's values and output start as the identity on its
+    slice of the residual: a head that can only see one token (the first position, its
+    sink weighed out) adds that token's normed representation, and the unembedding, a
+    copy of the embedding, then ranks that token first."""
+    config, tensors, _ = starting_point(SMALL, set(range(40)), seed=0)
+    model = trainable(config, tensors)
+    attention = model.blocks[1].attn
+    with torch.no_grad():
+        attention.sinks.fill_(-1e4)
+        x = model.embedding[torch.tensor([7, 3, 9])]
+        rope = model.rotary(torch.arange(3), x.dtype)
+        added = attention(x, torch.arange(3), rope, None) - x
+        assert torch.allclose(added[0], attention.norm(x)[0], atol=1e-5)
+        logits = F.linear(model.norm(added[:1]), model.unembedding)
+    assert logits.argmax().item() == 7
+    assert not torch.allclose(added[1], attention.norm(x)[1], atol=1e-3)  # it mixes two
 
 
 def test_a_few_steps_lower_the_loss(tmp_path):

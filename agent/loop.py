@@ -61,7 +61,7 @@ class Agent:
         max_turns: int = 20,
         max_tokens_per_turn: int = 8192,
         max_seconds: float | None = None,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         top_p: float = 1.0,
         seed: int | None = None,
         conversation_start_date: str | None = None,
@@ -74,7 +74,8 @@ class Agent:
         self.max_turns = max_turns
         self.max_tokens_per_turn = max_tokens_per_turn
         self.max_seconds = max_seconds
-        self.temperature = temperature
+        # None: the model's own default (1.0 for gpt-oss, greedy for the nano demo model).
+        self.temperature = self.engine.default_temperature if temperature is None else temperature
         self.top_p = top_p
         self.seed = seed
         self.conversation_start_date = conversation_start_date or datetime.date.today().isoformat()
@@ -460,13 +461,13 @@ def _is_final(message: Message) -> bool:
 
 def _checked(engine: Engine) -> Engine:
     """The engine, if it has what the loop reads (see `runtime.engine.Engine`)."""
-    needed = ("generate", "max_context", "last_stats", "cancel")
+    needed = ("generate", "max_context", "last_stats", "default_temperature", "cancel")
     missing = [name for name in needed if not hasattr(engine, name)]
     if missing:
         raise TypeError(
             f"{type(engine).__name__} is not an engine: it lacks {', '.join(missing)}. "
-            "Subclass runtime.engine.Engine (it gives max_context, last_stats and cancel "
-            "defaults) and implement generate()."
+            "Subclass runtime.engine.Engine (it gives max_context, last_stats, "
+            "default_temperature and cancel defaults) and implement generate()."
         )
     return engine
 

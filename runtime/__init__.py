@@ -69,13 +69,17 @@ def load_model(
         from runtime import kernels
 
         expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
-    return LocalModel(
+    model = LocalModel(
         build(checkpoint, dtype, device),
         static=device.type == "cuda",
         compile=compile,
         max_context=max_context,
         expert_cache_bytes=int(expert_cache_gb * 2**30),
     )
+    if str(path) == "nano":
+        # Trained on one right answer per task: it is meant to be run greedily.
+        model.default_temperature = 0.0
+    return model
 
 
 def __getattr__(name: str) -> Any:

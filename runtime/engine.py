@@ -53,10 +53,12 @@ class Engine(Protocol):
     """A token source. Subclass it to inherit the defaults of what the agent loop reads
     besides `generate`: `max_context` (the most prompt plus new tokens one call may hold;
     None when the engine does not say, e.g. a server), `last_stats` (the last call's prefill
-    and cache use; None when the engine does not report them) and `cancel`."""
+    and cache use; None when the engine does not report them), `default_temperature` (what
+    the agent samples at unless told: 1.0, as OpenAI recommends for gpt-oss) and `cancel`."""
 
     max_context: int | None = None
     last_stats: GenerationStats | None = None
+    default_temperature: float = 1.0
 
     def generate(
         self,

@@ -133,7 +133,7 @@ class ServerState:
             max_turns=self.limits.max_turns,
             max_tokens_per_turn=min(max_tokens or self.limits.max_tokens, self.limits.max_tokens),
             max_seconds=self.limits.request_seconds,
-            temperature=1.0 if temperature is None else temperature,
+            temperature=temperature,  # None: the model's default
             top_p=1.0 if top_p is None else top_p,
             seed=seed,
         )
@@ -148,6 +148,7 @@ class RequestEngine(Engine):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.max_context = engine.max_context
+        self.default_temperature = engine.default_temperature
         self._stream: Any = None
 
     def generate(self, tokens: Sequence[int], **options: Any) -> Iterator[int]:

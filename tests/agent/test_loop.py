@@ -405,7 +405,8 @@ def test_engine_without_the_protocol_attributes_is_refused_clearly() -> None:
         def generate(self, tokens, **options):
             yield from ()
 
-    with pytest.raises(TypeError, match=r"lacks max_context, last_stats, cancel.*Subclass"):
+    lacks = r"lacks max_context, last_stats, default_temperature, cancel.*Subclass"
+    with pytest.raises(TypeError, match=lacks):
         Agent(Bare())
 
 
@@ -528,3 +529,14 @@ def test_agents_never_closed_do_not_leak_their_event_loops() -> None:
             session()
             gc.collect()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_the_agent_samples_at_the_engines_default_temperature_unless_told() -> None:
+    greedy = ScriptedEngine([sampled(final("a")), sampled(final("b"))])
+    greedy.default_temperature = 0.0  # as the nano demo model
+    Agent(greedy).run("go")
+    Agent(greedy, temperature=0.7).run("go")
+    assert [o["temperature"] for o in greedy.options] == [0.0, 0.7]
+    plain = ScriptedEngine([sampled(final("c"))])
+    Agent(plain).run("go")
+    assert plain.options[0]["temperature"] == 1.0  # gpt-oss's recommended sampling

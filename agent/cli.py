@@ -52,7 +52,12 @@ if TYPE_CHECKING:
 
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Checkpoint folder or server URL (http://host:8000)."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Checkpoint folder, server URL (http://host:8000) or nano, the bundled demo "
+        "model (the default when none is configured; it gets the python tool).",
+    ),
 ]
 EffortOption = Annotated[
     str | None,
@@ -374,7 +379,7 @@ class _Session:
 def _start_session(flags: dict[str, Any], resume: Path | None, save: Path | None) -> _Session:
     """The agent the flags, environment, config file and transcript describe. Everything is
     checked before the model loads; a problem exits with code 2 and says what to fix."""
-    from agent.config import ConfigError, load_settings, make_tools
+    from agent.config import DEMO_NOTICE, ConfigError, load_settings, make_tools
     from agent.transcript import TranscriptError, check_writable, read_transcript
 
     try:
@@ -383,6 +388,10 @@ def _start_session(flags: dict[str, Any], resume: Path | None, save: Path | None
             given.setdefault("model", read_transcript(resume).get("model"))
         settings = load_settings(given)
         model = settings.require_model()
+        if not settings.model:
+            Console(stderr=True, soft_wrap=True).print(
+                DEMO_NOTICE, style="dim", markup=False, highlight=False
+            )
         if save is not None:
             check_writable(save)
         session = _Session(settings)

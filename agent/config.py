@@ -26,27 +26,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tools.base import Tool, validation_problems
 
 ENV_PREFIX = "OSS_AGENT_"
 BUILTIN_TOOLS = ("python", "browser")
 HF_DOWNLOAD = 'hf download {repo} --include "original/*" --local-dir {folder}/'
-NO_MODEL_HELP = f"""No model configured. Either download gpt-oss weights and point at them:
-
-    {HF_DOWNLOAD.format(repo="openai/gpt-oss-20b", folder="gpt-oss-20b")}
-    oss-agent run --model gpt-oss-20b/original "..."
-
-or point at a running server (vLLM, SGLang, Ollama, llama.cpp):
-
-    oss-agent run --model http://localhost:8000 "..."
-
-or try the small demo model bundled with oss-agent (offline; not accurate yet):
-
-    oss-agent run --model nano --tools python "..."
-
-To set it once: OSS_AGENT_MODEL=... in the environment, or model = "..." in {{path}}."""
+DEMO_MODEL = "nano"
+DEMO_NOTICE = (
+    "no model configured: using nano, the small demo model bundled with oss-agent (it only "
+    "does arithmetic, unit conversions and small word problems, with python); for gpt-oss "
+    f"itself: {HF_DOWNLOAD.format(repo='openai/gpt-oss-20b', folder='gpt-oss-20b')} "
+    "and --model gpt-oss-20b/original, or --model http://localhost:8000 for a server"
+)
 # `host:port` or `localhost`, with an optional path: a server address missing its scheme.
 _HOST_PORT = re.compile(r"^(localhost|[\w.-]+:\d+)(/.*)?$")
 # `owner/name`: how Hugging Face names a model repository.
@@ -91,10 +91,19 @@ class Settings(BaseModel):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @model_validator(mode="after")
+    def _demo_tools(self) -> Settings:
+        """Without a model the demo model runs, with the tool it was trained to use unless
+        tools were chosen."""
+        if not self.model and "tools" not in self.model_fields_set:
+            self.tools = ["python"]
+        return self
+
     def require_model(self) -> str:
-        """The model, checked to name a server URL or an existing folder."""
+        """The model, checked to name a server URL or an existing folder; the bundled demo
+        model when none is configured (`DEMO_NOTICE` says so)."""
         if not self.model:
-            raise ConfigError(NO_MODEL_HELP.format(path=config_path()))
+            return DEMO_MODEL
         return check_model(self.model)
 
 
@@ -117,7 +126,7 @@ def check_model(model: str) -> str:
     likely fix (a missing `http://`, a Hugging Face id that must be downloaded first)."""
     if model.startswith(("http://", "https://")) or "+http" in model.split("://")[0]:
         return model
-    if model == "nano":  # the small demo model bundled with the package
+    if model == DEMO_MODEL:  # the small model bundled with the package
         return model
     if Path(model).expanduser().exists():
         return str(Path(model).expanduser())

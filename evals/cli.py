@@ -74,7 +74,7 @@ def run(
     ] = None,
 ) -> None:
     """Run (or resume) benchmarks x efforts x repeats; writes report.md / .json / .html."""
-    from agent.config import ConfigError, load_settings
+    from agent.config import DEMO_NOTICE, ConfigError, load_settings
     from evals.data import DataError
     from evals.report import load_report
     from evals.store import ResumeError, RunSettings
@@ -83,6 +83,8 @@ def run(
     try:
         settings = load_settings({"model": model, "tools": tools})
         model_name = settings.require_model()
+        if not settings.model:
+            Console(stderr=True, soft_wrap=True).print(DEMO_NOTICE, style="dim", markup=False)
         mapping = dict(item.split("=", 1) for item in data or [] if "=" in item)
         if len(mapping) != len(data or []):
             raise ValueError("--data takes BENCHMARK=PATH_OR_URL")

@@ -41,7 +41,7 @@ def run_eval(
     tools: Sequence[str] = (),
     max_tokens: int = 32768,
     max_turns: int = 20,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     seed: int = 0,
     grader_model: str | Engine | None = None,
     sample_data: bool = False,

@@ -311,6 +311,9 @@ _BLOB = "https://openaipublic.blob.core.windows.net/simple-evals"
 _HF = "https://huggingface.co/datasets"
 
 
+NANO_TASKS = Path(__file__).parents[1] / "runtime" / "nano" / "heldout.jsonl"
+
+
 def _builtin() -> dict[str, Benchmark]:
     aime25 = Published((50.4, 80.0, 92.5), (37.1, 72.1, 91.7))
     aime25_tools = Published((72.9, 91.6, 97.9), (57.5, 90.4, 98.7))
@@ -371,6 +374,8 @@ def _builtin() -> dict[str, Benchmark]:
                 "healthbench_sample.jsonl",
                 needs_grader=True,
             ),
+            # The bundled demo model's task family: held-out tasks it was never trained on.
+            UserJSONL("nano", "nano's tasks (held-out)", (str(NANO_TASKS),), "", ("python",)),
             MMLU(
                 "mmlu",
                 "MMLU",

@@ -57,7 +57,10 @@ def run(
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Most tokens sampled per turn.")] = 32768,
     max_turns: Annotated[int, typer.Option(help="Most model turns per sample.")] = 20,
-    temperature: Annotated[float, typer.Option()] = 1.0,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="Sampling temperature (default: the model's own: 1.0, greedy for nano)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seeds sampling and GPQA's shuffles.")] = 0,
     grader_model: Annotated[
         str | None, typer.Option(help="Grader for HealthBench rubrics (path or URL).")

@@ -46,7 +46,8 @@ def html_page(report: Report) -> str:
             "<p>"
             + escape(
                 f"tools: {', '.join(settings.tools) or 'none'}; repeats: {settings.repeats}; "
-                f"max tokens per turn: {settings.max_tokens}; temperature: {settings.temperature}"
+                f"max tokens per turn: {settings.max_tokens}; "
+                f"temperature: {_temperature(settings.temperature)}"
             )
             + "</p>"
         )
@@ -60,6 +61,10 @@ def html_page(report: Report) -> str:
     parts.append("</div>")
     parts += ["<h2>Transcripts</h2>", _transcripts(report.records), "</body></html>"]
     return "\n".join(parts)
+
+
+def _temperature(value: float | None) -> str:
+    return "the model's default" if value is None else str(value)
 
 
 def _table(report: Report) -> str:

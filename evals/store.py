@@ -37,7 +37,7 @@ class RunSettings(BaseModel):
     browser_backend: str | None = None
     max_tokens: int = 32768
     max_turns: int = 20
-    temperature: float = 1.0
+    temperature: float | None = None  # None: the model's default (greedy for nano)
     seed: int = 0
     grader_model: str | None = None
     sample_data: bool = False

@@ -118,3 +118,11 @@ def test_user_jsonl_items_and_clear_errors(tmp_path) -> None:
 def test_unknown_benchmark_names_the_choices() -> None:
     with pytest.raises(ValueError, match="gpqa, aime24, aime25"):
         get_benchmark("gqpa")
+
+
+def test_nano_benchmark_is_the_shipped_held_out_tasks_asked_as_in_training() -> None:
+    benchmark = get_benchmark("nano")
+    assert len(benchmark.items) == 200
+    sample = benchmark.sample(benchmark.items[0], 0)
+    assert sample.task == benchmark.items[0]["question"]  # no format line appended
+    assert sample.gold == benchmark.items[0]["answer"]

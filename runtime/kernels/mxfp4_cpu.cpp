@@ -133,33 +133,48 @@ torch::Tensor mxfp4_linear(const torch::Tensor& x, const torch::Tensor& blocks,
 namespace {
 
 // ---- The whole MoE layer in one call --------------------------------------------------------
-// Activations are laid out per block of 32 as [16 even elements, 16 odd elements]: that is the
-// order in which the low and high nibbles of a packed block come out, so weights need no
-// interleaving. In the quantized path each block of 32 activations is int8 with one fp32
-// scale (absmax / 127), and a block's dot product is 32 int8 x int8 products summed in int32
-// (exact), scaled once by both blocks' scales.
+// In the exact path, activations are laid out per block of 32 as [16 even elements, 16 odd
+// elements]: the order in which the low and high nibbles of a packed block come out, so
+// weights need no interleaving. The quantized path (int8 per block of 32, scale absmax / 127)
+// works on pairs of blocks, one 256-bit register each: per pair [even of block g, even of
+// g + 1, odd of g, odd of g + 1] (a last unpaired block: [even, odd]). Weights are unpacked
+// to unsigned codes w + 12 (0..24, what the unsigned operand of maddubs takes) and the offset
+// is taken back once per block: sum w x = sum (w + 12) x - 12 sum x. Each block's integer
+// dot product is exact, then scaled once by both blocks' scales.
 
 constexpr int kMaxTokens = 4;  // tokens per pass over a weight row (accumulators in registers)
 constexpr int kRowsPerItem = 16;
+constexpr int kOffset = 12;
+alignas(16) constexpr int8_t kOffsetCodes[16] = {12, 13, 14, 15, 16, 18, 20, 24,
+                                                 12, 11, 10, 9,  8,  6,  4,  0};
 
 struct Activations {
   bool exact;
-  int64_t K;
+  int64_t K, G, P;        // elements, blocks and block pairs per row
   std::vector<float> f;   // exact: permuted fp32 [rows, K]
-  std::vector<int8_t> q;  // quantized: permuted int8 [rows, K]
-  std::vector<float> d;   // quantized: scales [rows, K / 32]
+  std::vector<int8_t> q;  // quantized: int8 [rows, K], pair layout
+  // quantized, per row and pair, one 256-bit lane each: the two blocks' scales (4 copies
+  // each) and -12 x their sums (in the first int32 of each half).
+  std::vector<float> scale;
+  std::vector<int32_t> offset;
 
-  Activations(bool exact_, int64_t rows, int64_t K_) : exact(exact_), K(K_) {
+  Activations(bool exact_, int64_t rows, int64_t K_)
+      : exact(exact_), K(K_), G(K_ / kBlock), P((K_ / kBlock + 1) / 2) {
     if (exact) {
       f.resize(rows * K);
     } else {
       q.resize(rows * K);
-      d.resize(rows * K / kBlock);
+      scale.resize(rows * P * 8);
+      offset.resize(rows * P * 8);
     }
   }
 
+  // Where block g's even elements start in a row; its odd ones follow `odd_after(g)` later.
+  int64_t even_at(int64_t g) const { return g / 2 * 2 * kBlock + (g % 2) * (kBlock / 2); }
+  int64_t odd_after(int64_t g) const { return (g % 2 == 0 && g == G - 1) ? kBlock / 2 : kBlock; }
+
   void set(int64_t row, const float* x) {
-    for (int64_t g = 0; g < K / kBlock; ++g) {
+    for (int64_t g = 0; g < G; ++g) {
       const float* b = x + g * kBlock;
       if (exact) {
         float* out = f.data() + row * K + g * kBlock;
@@ -172,11 +187,18 @@ struct Activations {
       float amax = 0.0f;
       for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(b[j]));
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      d[row * (K / kBlock) + g] = amax / 127.0f;
-      int8_t* out = q.data() + row * K + g * kBlock;
+      int8_t* even = q.data() + row * K + even_at(g);
+      int8_t* odd = even + odd_after(g);
+      int32_t sum = 0;
       for (int j = 0; j < kBlock / 2; ++j) {
-        out[j] = int8_t(std::nearbyint(b[2 * j] * inv));
-        out[kBlock / 2 + j] = int8_t(std::nearbyint(b[2 * j + 1] * inv));
+        even[j] = int8_t(std::nearbyint(b[2 * j] * inv));
+        odd[j] = int8_t(std::nearbyint(b[2 * j + 1] * inv));
+        sum += even[j] + odd[j];
+      }
+      const int64_t lane = (row * P + g / 2) * 8 + (g % 2) * 4;
+      for (int j = 0; j < 4; ++j) {
+        scale[lane + j] = amax / 127.0f;
+        offset[lane + j] = j == 0 ? -kOffset * sum : 0;
       }
     }
   }
@@ -186,42 +208,72 @@ struct Activations {
 template <int kN>
 void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
                    const int64_t* rows, float* out) {
-  const int64_t K = a.K;
+  const int64_t K = a.K, P = a.P;
 #ifdef __AVX2__
-  const __m128i table = _mm_load_si128(reinterpret_cast<const __m128i*>(kDoubled));
-  const __m128i mask = _mm_set1_epi8(0x0f);
+  const __m256i table = _mm256_broadcastsi128_si256(
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kOffsetCodes)));
+  const __m256i mask = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[kN];
   for (int i = 0; i < kN; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < G; ++g) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + g * 16));
-    const __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(packed, mask));
-    const __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(packed, 4), mask));
-    const __m256i w = _mm256_set_m128i(hi, lo);
-    const __m256i magnitude = _mm256_sign_epi8(w, w);
-    const float factor = kFactors.value[ws[g]];
+  for (int64_t p = 0; p < G / 2; ++p) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + p * 32));
+    const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, mask));
+    const __m256i hi =
+        _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask));
+    const __m256 factor = _mm256_set_m128(_mm_set1_ps(kFactors.value[ws[2 * p + 1]]),
+                                          _mm_set1_ps(kFactors.value[ws[2 * p]]));
     for (int i = 0; i < kN; ++i) {
-      const __m256i x = _mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(a.q.data() + rows[i] * K + g * kBlock));
-      const __m256i pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(x, w));
-      const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-      const float scale = factor * a.d[rows[i] * G + g];
-      acc[i] = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale), acc[i]);
+      const int8_t* x = a.q.data() + rows[i] * K + p * 2 * kBlock;
+      const int64_t lane = (rows[i] * P + p) * 8;
+      const __m256i even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+      const __m256i odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kBlock));
+      const __m256i pairs =
+          _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
+      const __m256i sums = _mm256_add_epi32(
+          _mm256_madd_epi16(pairs, ones),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.offset.data() + lane)));
+      const __m256 scale = _mm256_mul_ps(factor, _mm256_loadu_ps(a.scale.data() + lane));
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i]);
     }
   }
   for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(acc[i]);
+  if (G % 2) {  // the last, unpaired block: the same on 128 bits
+    const int64_t g = G - 1;
+    const __m128i table128 = _mm256_castsi256_si128(table);
+    const __m128i mask128 = _mm256_castsi256_si128(mask);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb + g * 16));
+    const __m128i lo = _mm_shuffle_epi8(table128, _mm_and_si128(packed, mask128));
+    const __m128i hi =
+        _mm_shuffle_epi8(table128, _mm_and_si128(_mm_srli_epi16(packed, 4), mask128));
+    const __m128 factor = _mm_set1_ps(kFactors.value[ws[g]]);
+    for (int i = 0; i < kN; ++i) {
+      const int8_t* x = a.q.data() + rows[i] * K + g * kBlock;
+      const int64_t lane = (rows[i] * P + g / 2) * 8;
+      const __m128i even = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+      const __m128i odd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + kBlock / 2));
+      const __m128i pairs = _mm_add_epi16(_mm_maddubs_epi16(lo, even), _mm_maddubs_epi16(hi, odd));
+      const __m128i sums = _mm_add_epi32(
+          _mm_madd_epi16(pairs, _mm256_castsi256_si128(ones)),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.offset.data() + lane)));
+      const __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(sums),
+                                  _mm_mul_ps(factor, _mm_loadu_ps(a.scale.data() + lane)));
+      out[i] += oss_agent::hsum(v);
+    }
+  }
 #else
   for (int i = 0; i < kN; ++i) {
     float total = 0.0f;
     const int8_t* x = a.q.data() + rows[i] * K;
     for (int64_t g = 0; g < G; ++g) {
+      const int8_t* even = x + a.even_at(g);
+      const int8_t* odd = even + a.odd_after(g);
       int32_t sum = 0;
       for (int j = 0; j < kBlock / 2; ++j) {
         const uint8_t byte = wb[g * 16 + j];
-        sum += kDoubled[byte & 15] * x[g * kBlock + j];
-        sum += kDoubled[byte >> 4] * x[g * kBlock + kBlock / 2 + j];
+        sum += kDoubled[byte & 15] * even[j] + kDoubled[byte >> 4] * odd[j];
       }
-      total += float(sum) * kFactors.value[ws[g]] * a.d[rows[i] * G + g];
+      total += float(sum) * kFactors.value[ws[g]] * a.scale[(rows[i] * P + g / 2) * 8 + g % 2 * 4];
     }
     out[i] = total;
   }
@@ -410,8 +462,7 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
       const Item& it = items1[i];
       const int64_t first = start[it.e], n = start[it.e + 1] - first;
       // Inputs of mlp1 are tokens; the output row is the assignment.
-      std::vector<int64_t> inputs(token.begin() + first, token.begin() + first + n);
-      expert_rows(p1b, p1s, b1, it.e, R1, G1, it.r0, it.r1, in1, inputs.data(), n,
+      expert_rows(p1b, p1s, b1, it.e, R1, G1, it.r0, it.r1, in1, token.data() + first, n,
                   h1.data() + first * R1);
     }
 #pragma omp for schedule(static)

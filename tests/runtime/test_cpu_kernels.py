@@ -123,6 +123,37 @@ def test_moe_layer_kernel_matches_expert_by_expert(tokens):
     )
 
 
+def int8_per_block(x: torch.Tensor) -> torch.Tensor:
+    """x rounded the way the quantized kernel sees it: int8 per block of 32, absmax / 127."""
+    blocks = x.view(*x.shape[:-1], -1, 32)
+    amax = blocks.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, 127 / amax, torch.zeros_like(amax))
+    return (torch.round(blocks * inv) * (amax / 127)).view(x.shape)
+
+
+@needs_kernel
+@pytest.mark.parametrize("hidden", [96, 128])
+def test_quantized_moe_layer_is_exact_on_int8_activations(hidden):
+    """The int8 path's only approximation is rounding the activations (odd and even block
+    counts: blocks are taken in pairs)."""
+    generator = torch.Generator().manual_seed(hidden)
+    tokens, intermediate = 6, 96
+    packed = random_experts(8, hidden, intermediate, generator)
+    x = torch.randn(tokens, hidden, generator=generator) * 3
+    experts = torch.stack([torch.randperm(8, generator=generator)[:4] for _ in range(tokens)])
+    weights = torch.softmax(torch.randn(tokens, 4, generator=generator), dim=-1)
+    expected = torch.zeros_like(x)
+    for t in range(tokens):
+        for slot, e in enumerate(experts[t].tolist()):
+            w1 = dequantize(packed["mlp1_blocks"][e], packed["mlp1_scales"][e], torch.float32)
+            w2 = dequantize(packed["mlp2_blocks"][e], packed["mlp2_scales"][e], torch.float32)
+            h = swiglu(F.linear(int8_per_block(x[t]), w1, packed["mlp1_bias"][e]), 7.0)
+            y = F.linear(int8_per_block(h), w2, packed["mlp2_bias"][e])
+            expected[t] += weights[t, slot] * y
+    quantized = kernels.moe_experts(x, experts, weights, packed, 7.0, exact=False)
+    torch.testing.assert_close(quantized, expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
+
+
 @needs_kernel
 def test_moe_layer_kernel_rejects_an_expert_index_out_of_range():
     packed = random_experts(2, 32, 32, torch.Generator().manual_seed(0))

@@ -40,6 +40,8 @@ class RMSNorm(torch.nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and x.dim() == 2 and kernels.serve(x):
+            return kernels.rms_norm(x, self.scale, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return (self.scale * h).to(x.dtype)
@@ -116,10 +118,13 @@ class Attention(torch.nn.Module):
         With `SequenceCaches` each row is the next token of its own sequence (batched decode)."""
         T, d = x.shape[0], self.head_dim
         qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
+        fused = qkv.dtype == torch.float32 and kernels.serve(qkv)
+        if fused:  # q's heads, then k's, rotated in place in one call
+            kernels.rope_(qkv, *rope, self.heads + self.kv_heads, d)
         q, k, v = qkv.split([self.heads * d, self.kv_heads * d, self.kv_heads * d], dim=-1)
-        q = rotate(q.view(T, self.heads, d), *rope)
-        k = rotate(k.view(T, self.kv_heads, d), *rope)
-        v = v.view(T, self.kv_heads, d)
+        q, k, v = q.view(T, self.heads, d), k.view(T, self.kv_heads, d), v.view(T, self.kv_heads, d)
+        if not fused:
+            q, k = rotate(q, *rope), rotate(k, *rope)
         if isinstance(cache, SequenceCaches):
             row = [slice(i, i + 1) for i in range(T)]
             rows = [

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "oss_agent_cpu_kernels"
 HERE = Path(__file__).parent
-SOURCES = (HERE / "mxfp4_cpu.cpp", HERE / "dense_cpu.cpp")
+SOURCES = (HERE / "mxfp4_cpu.cpp", HERE / "dense_cpu.cpp", HERE / "norm_rope_cpu.cpp")
 HEADERS = (HERE / "cpu_kernels.h",)
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -242,3 +242,14 @@ def attention(
     keys/values [S, KV, d] at key_pos [S] (-1: empty) -> [T, H * d]; `window` limits how far
     back a query sees."""
     return _kernels().attention(q, keys, values, key_pos, positions, sinks, window or 0)
+
+
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """scale * x / sqrt(mean(x^2) + eps) per row of fp32 x [T, C]."""
+    return _kernels().rms_norm(x, scale, eps)
+
+
+def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, head_dim: int) -> None:
+    """Half-split RoPE in place on the first `heads` heads of fp32 x [T, n * head_dim], with
+    cos/sin [T, head_dim / 2] (scaled) for each row's position."""
+    _kernels().rope_(x, cos, sin, heads, head_dim)

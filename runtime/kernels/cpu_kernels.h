@@ -46,3 +46,8 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
                           const torch::Tensor& mlp1_scales, const torch::Tensor& mlp1_bias,
                           const torch::Tensor& mlp2_blocks, const torch::Tensor& mlp2_scales,
                           const torch::Tensor& mlp2_bias, double limit, bool exact);
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, double eps);
+
+void rope_(torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, int64_t heads,
+           int64_t d);

@@ -18,27 +18,47 @@ using oss_agent::bf16_to_float;
 namespace {
 
 constexpr int kRows = 4;  // weight rows per pass
+constexpr int kChunk = 16;  // bf16 weights per 256-bit load
 // Below this many multiply-adds a thread team costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
 constexpr int64_t kAttentionParallelMin = 1 << 22;
 
-// kTokens tokens x kRows rows: y[t][r] = sum_k w[r][k] x[t][k].
+// x reordered per chunk of 16 as [8 even elements, 8 odd elements]: a 256-bit load of 16
+// bf16 weights widens to its even elements with one shift and to its odd ones with one mask,
+// with no cross-lane shuffle. A remainder past the last whole chunk keeps its order.
+void split_even_odd(const float* x, int64_t K, float* out) {
+  const int64_t whole = K / kChunk * kChunk;
+  for (int64_t c = 0; c < whole; c += kChunk)
+    for (int j = 0; j < kChunk / 2; ++j) {
+      out[c + j] = x[c + 2 * j];
+      out[c + kChunk / 2 + j] = x[c + 2 * j + 1];
+    }
+  std::copy(x + whole, x + K, out + whole);
+}
+
+// kTokens tokens x kRows rows: y[t][r] = sum_k w[r][k] x[t][k], x from split_even_odd.
 template <int kTokens>
 void tile(const float* const* x, const uint16_t* const* w, int64_t K, float out[][kRows]) {
   int64_t k = 0;
 #ifdef __AVX2__
+  const __m256i high = _mm256_set1_epi32(int32_t(0xffff0000u));
   __m256 acc[kTokens][kRows];
   for (int t = 0; t < kTokens; ++t)
     for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_setzero_ps();
-  for (; k + 8 <= K; k += 8) {
-    __m256 wv[kRows];
-    for (int r = 0; r < kRows; ++r) {
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + k));
-      wv[r] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
-    }
+  for (; k + kChunk <= K; k += kChunk) {
+    __m256 even[kTokens], odd[kTokens];
     for (int t = 0; t < kTokens; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x[t] + k);
-      for (int r = 0; r < kRows; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+      even[t] = _mm256_loadu_ps(x[t] + k);
+      odd[t] = _mm256_loadu_ps(x[t] + k + kChunk / 2);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + k));
+      const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+      const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(raw, high));
+      for (int t = 0; t < kTokens; ++t) {
+        acc[t][r] = _mm256_fmadd_ps(we, even[t], acc[t][r]);
+        acc[t][r] = _mm256_fmadd_ps(wo, odd[t], acc[t][r]);
+      }
     }
   }
   for (int t = 0; t < kTokens; ++t)
@@ -46,6 +66,12 @@ void tile(const float* const* x, const uint16_t* const* w, int64_t K, float out[
 #else
   for (int t = 0; t < kTokens; ++t)
     for (int r = 0; r < kRows; ++r) out[t][r] = 0.0f;
+  for (; k + kChunk <= K; k += kChunk)
+    for (int j = 0; j < kChunk / 2; ++j)
+      for (int t = 0; t < kTokens; ++t)
+        for (int r = 0; r < kRows; ++r)
+          out[t][r] += bf16_to_float(w[r][k + 2 * j]) * x[t][k + j] +
+                       bf16_to_float(w[r][k + 2 * j + 1]) * x[t][k + kChunk / 2 + j];
 #endif
   for (; k < K; ++k)
     for (int t = 0; t < kTokens; ++t)
@@ -68,8 +94,11 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
     b = bias->to(torch::kFloat).contiguous();
     TORCH_CHECK(b.numel() == R, "linear_bf16: bias has ", b.numel(), " values, not ", R);
   }
+  std::vector<float> split(T * K);
+  for (int64_t t = 0; t < T; ++t)
+    split_even_odd(xf.data_ptr<float>() + t * K, K, split.data() + t * K);
   torch::Tensor y = torch::empty({T, R}, xf.options());
-  const float* xp = xf.data_ptr<float>();
+  const float* xp = split.data();
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
   const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();

@@ -498,4 +498,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_experts", &moe_experts, "A whole MoE layer's experts from packed MXFP4 (CPU)");
   m.def("linear_bf16", &linear_bf16, "bf16 weights x fp32 activations -> fp32 (CPU)");
   m.def("attention", &attention, "Grouped-query attention with sinks over cache cells (CPU)");
+  m.def("rms_norm", &rms_norm, "RMSNorm of fp32 rows (CPU)");
+  m.def("rope_", &rope_, "Half-split RoPE in place on fp32 heads (CPU)");
 }

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from runtime import kernels
+from runtime.model import rotate
 from runtime.moe import swiglu
 from runtime.mxfp4 import dequantize
 
@@ -36,6 +37,28 @@ def test_bf16_linear_accumulates_fp32_activations_in_fp32(tokens, rows, cols):
     expected = F.linear(x.double(), weight.double(), bias.double()).float()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(kernels.linear_bf16(x, weight, None) + bias.float(), out)
+
+
+@needs_kernel
+def test_rms_norm_and_rope_match_the_eager_ops():
+    """The fused calls compute what the model's PyTorch path does, rope_ on q and k heads
+    only (v, the heads after them, untouched)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 40, generator=generator) * 5
+    scale = torch.randn(40, generator=generator)
+    expected = scale * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5))
+    torch.testing.assert_close(kernels.rms_norm(x, scale, 1e-5), expected)
+
+    tokens, heads, d = 3, 5, 8
+    qkv = torch.randn(tokens, (heads + 1) * d, generator=generator)
+    angles = torch.randn(tokens, 1, d // 2, generator=generator)
+    cos, sin = angles.cos(), angles.sin()
+    expected = qkv.clone()
+    expected[:, : heads * d] = rotate(qkv[:, : heads * d].view(tokens, heads, d), cos, sin).view(
+        tokens, -1
+    )
+    kernels.rope_(qkv, cos, sin, heads, d)
+    torch.testing.assert_close(qkv, expected)
 
 
 def reference_attention(q, keys, values, key_pos, positions, sinks, window):

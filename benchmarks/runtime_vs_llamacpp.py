@@ -69,9 +69,10 @@ def medians(runs: list[dict]) -> dict:
 
 
 def side_ours(args) -> dict:
-    import torch
+    # runtime first: it sets how torch's OpenMP workers wait, before torch is imported
+    from runtime import load_model  # noqa: I001
 
-    from runtime import load_model
+    import torch
 
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint)

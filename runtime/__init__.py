@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import _oss_agent_shadowing  # noqa: F401  (a user's own tools.py etc. must not hide our packages)
+
+# torch's OpenMP runtime (libgomp, shared by the CPU kernels) lets an idle worker spin for
+# ~300,000 pauses before it sleeps; between the ~100 parallel regions of a decode step that
+# burns the CPU the Python between them needs, and on a busy machine made 2 threads 2-3x
+# slower than 1. A short spin still catches the barriers inside a kernel. libgomp reads this
+# once, when torch is imported: here, before anything of ours imports torch.
+if "torch" not in sys.modules and not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ):
+    os.environ["GOMP_SPINCOUNT"] = "1000"
 from runtime.config import ConfigError, ModelConfig
 from runtime.engine import Engine, GenerationStats
 

@@ -214,15 +214,16 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
       _mm_load_si128(reinterpret_cast<const __m128i*>(kOffsetCodes)));
   const __m256i mask = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[kN];
-  for (int i = 0; i < kN; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t p = 0; p < G / 2; ++p) {
+  // Two accumulators per token, alternating by pair: a single-token pass would otherwise
+  // wait on the latency of one FMA chain.
+  __m256 acc[kN][2];
+  for (int i = 0; i < kN; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  // Blocks 2p and 2p + 1; `factor` holds their weight scales, 4 lanes each.
+  auto pair = [&](int64_t p, __m256 factor) {
     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + p * 32));
     const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, mask));
     const __m256i hi =
         _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask));
-    const __m256 factor = _mm256_set_m128(_mm_set1_ps(kFactors.value[ws[2 * p + 1]]),
-                                          _mm_set1_ps(kFactors.value[ws[2 * p]]));
     for (int i = 0; i < kN; ++i) {
       const int8_t* x = a.q.data() + rows[i] * K + p * 2 * kBlock;
       const int64_t lane = (rows[i] * P + p) * 8;
@@ -234,10 +235,28 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
           _mm256_madd_epi16(pairs, ones),
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.offset.data() + lane)));
       const __m256 scale = _mm256_mul_ps(factor, _mm256_loadu_ps(a.scale.data() + lane));
-      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i]);
+      acc[i][p & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i][p & 1]);
     }
+  };
+  // Weight scales of 4 pairs from 8 bytes at once: 2^(s - 128) is the float whose exponent
+  // field is s - 1 (s = 0 or 1, weights under 1e-37, become 0), instead of a table lookup
+  // and a broadcast per block.
+  const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+  int64_t p = 0;
+  for (; p + 4 <= G / 2; p += 4) {
+    const __m256i bytes =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p)));
+    const __m256 factors = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_max_epi32(_mm256_sub_epi32(bytes, one), zero), 23));
+    pair(p, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)));
+    pair(p + 1, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)));
+    pair(p + 2, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5)));
+    pair(p + 3, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)));
   }
-  for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(acc[i]);
+  for (; p < G / 2; ++p)
+    pair(p, _mm256_set_m128(_mm_set1_ps(kFactors.value[ws[2 * p + 1]]),
+                            _mm_set1_ps(kFactors.value[ws[2 * p]])));
+  for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
   if (G % 2) {  // the last, unpaired block: the same on 128 bits
     const int64_t g = G - 1;
     const __m128i table128 = _mm256_castsi256_si128(table);
@@ -332,21 +351,31 @@ void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
   }
 }
 
-float bias_at(const torch::Tensor& bias, int64_t e, int64_t r) {
-  const int64_t i = e * bias.size(1) + r;
-  if (bias.scalar_type() == torch::kBFloat16)
-    return oss_agent::bf16_to_float(reinterpret_cast<const uint16_t*>(bias.data_ptr())[i]);
-  return bias.data_ptr<float>()[i];
-}
+// Expert biases [E, R], fp32 or bf16, resolved once per call (a Tensor accessor per row
+// costs about as much as a short row's dot product).
+struct Bias {
+  const void* data;
+  bool bf16;
+  int64_t R;
+
+  explicit Bias(const torch::Tensor& bias)
+      : data(bias.data_ptr()), bf16(bias.scalar_type() == torch::kBFloat16), R(bias.size(1)) {}
+
+  float at(int64_t e, int64_t r) const {
+    const int64_t i = e * R + r;
+    if (bf16) return oss_agent::bf16_to_float(static_cast<const uint16_t*>(data)[i]);
+    return static_cast<const float*>(data)[i];
+  }
+};
 
 // out[j, r] = bias[e, r] + W_e[r] . activations[inputs[j]] for the rows of one work item.
-void expert_rows(const uint8_t* blocks, const uint8_t* scales, const torch::Tensor& bias,
-                 int64_t e, int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
+void expert_rows(const uint8_t* blocks, const uint8_t* scales, const Bias& bias, int64_t e,
+                 int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
                  const int64_t* inputs, int64_t n, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wb = blocks + (e * R + r) * G * 16;
     const uint8_t* ws = scales + (e * R + r) * G;
-    const float b = bias_at(bias, e, r);
+    const float b = bias.at(e, r);
     float sums[kMaxTokens];
     for (int64_t j = 0; j < n; j += kMaxTokens) {
       const int64_t m = std::min<int64_t>(kMaxTokens, n - j);
@@ -395,6 +424,7 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
     TORCH_CHECK(b->scalar_type() == torch::kFloat || b->scalar_type() == torch::kBFloat16,
                 "moe_experts: biases must be fp32 or bf16");
   const int64_t* exp = ex.data_ptr<int64_t>();
+  const Bias bias1(b1), bias2(b2);
 
   // Assignments (token, slot) grouped by expert: the rows each expert multiplies.
   const int64_t A = T * k;
@@ -462,7 +492,7 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
       const Item& it = items1[i];
       const int64_t first = start[it.e], n = start[it.e + 1] - first;
       // Inputs of mlp1 are tokens; the output row is the assignment.
-      expert_rows(p1b, p1s, b1, it.e, R1, G1, it.r0, it.r1, in1, token.data() + first, n,
+      expert_rows(p1b, p1s, bias1, it.e, R1, G1, it.r0, it.r1, in1, token.data() + first, n,
                   h1.data() + first * R1);
     }
 #pragma omp for schedule(static)
@@ -480,7 +510,7 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
     for (size_t i = 0; i < items2.size(); ++i) {
       const Item& it = items2[i];
       const int64_t first = start[it.e], n = start[it.e + 1] - first;
-      expert_rows(p2b, p2s, b2, it.e, R2, G2, it.r0, it.r1, in2, assignments.data() + first, n,
+      expert_rows(p2b, p2s, bias2, it.e, R2, G2, it.r0, it.r1, in2, assignments.data() + first, n,
                   y.data() + first * R2);
     }
     if (!few) {

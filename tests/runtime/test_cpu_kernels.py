@@ -186,6 +186,25 @@ def test_moe_layer_kernel_rejects_an_expert_index_out_of_range():
         )
 
 
+def spin_count_after(code: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code += "; import os; print(os.environ.get('GOMP_SPINCOUNT'))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_importing_runtime_before_torch_shortens_the_openmp_spin_unless_the_user_chose():
+    """libgomp reads its wait policy when torch loads it: runtime sets a short spin before
+    that, and leaves alone a user's own setting (or a torch already loaded)."""
+    assert spin_count_after("import runtime") == "1000"
+    assert spin_count_after("import runtime", OMP_WAIT_POLICY="active") == "None"
+    assert spin_count_after("import runtime", GOMP_SPINCOUNT="5") == "5"
+    assert spin_count_after("import torch, runtime") == "None"
+
+
 @pytest.fixture
 def path_without_ninja(tmp_path) -> str:
     """A PATH with this Python and the C++ compiler, and no ninja."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback import LoopbackServer
 
 from agent.harmony import HarmonyEncodingName, load_harmony_encoding
 
@@ -59,39 +60,21 @@ class ModelServer:
         self.cached = cached
         self.stall_after_stop = stall_after_stop
         self.stall_before_tokens = stall_before_tokens
-        self.requests: list[tuple[str, dict[str, Any]]] = []
         self._release = threading.Event()
-        server = self
+        self._http = LoopbackServer(self._reply)
+        self.requests = self._http.requests
+        self.address = self._http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+    def _reply(self, path: str, body: dict[str, Any]):
+        if not self.turns:
+            return 500, {}, [b"the test scripted no more turns"]
+        kind = "application/x-ndjson" if self.kind == "ollama" else "text/event-stream"
+        return 200, {"Content-Type": kind}, self._stream(body, self.turns.pop(0))
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.path, body))
-                if not server.turns:
-                    self.send_error(500, "the test scripted no more turns")
-                    return
-                self.send_response(200)
-                ndjson = server.kind == "ollama"
-                kind = "application/x-ndjson" if ndjson else "text/event-stream"
-                self.send_header("Content-Type", kind)
-                self.end_headers()
-                try:
-                    if server.stall_before_tokens:
-                        server._release.wait(30)
-                    for chunk in server._answer(body, server.turns.pop(0)):
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"http://127.0.0.1:{self._httpd.server_port}"
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+    def _stream(self, body: dict[str, Any], script: list[int]) -> Iterator[bytes]:
+        if self.stall_before_tokens:
+            self._release.wait(30)
+        yield from self._answer(body, script)
 
     @property
     def url(self) -> str:
@@ -111,8 +94,7 @@ class ModelServer:
 
     def close(self) -> None:
         self._release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.close()
 
     # -- one completion -------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterable, Iterator
+
+from loopback import LoopbackServer
 
 from agent.harmony import HarmonyEncodingName, load_harmony_encoding
 from evals.benchmarks import get_benchmark
@@ -38,57 +39,40 @@ class ModelServer:
         self.respond = respond
         self.statuses = list(statuses)
         self.delay = delay
-        self.requests: list[dict] = []
         self.lock = threading.Lock()
-        server = self
+        self.http = LoopbackServer(self._reply)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+    @property
+    def requests(self) -> list[dict]:
+        return [body for _, body in self.http.requests]
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server.lock:
-                    server.requests.append(body)
-                    status = server.statuses.pop(0) if server.statuses else 200
-                if status != 200:
-                    payload = json.dumps({"error": {"message": f"status {status}"}}).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Retry-After", "0")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                if server.delay:
-                    time.sleep(server.delay)
-                text = server.respond(ENC.decode(body["prompt"]))
-                ids = ENC.encode(text, allowed_special="all")[: body["max_tokens"]]
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                try:
-                    for start in range(0, len(ids), 8):
-                        chunk = {
-                            "choices": [
-                                {"index": 0, "text": "", "token_ids": ids[start : start + 8]}
-                            ]
-                        }
-                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+    def _reply(self, path: str, body: dict):
+        with self.lock:
+            status = self.statuses.pop(0) if self.statuses else 200
+        if status != 200:
+            payload = json.dumps({"error": {"message": f"status {status}"}}).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "Retry-After": "0",
+                "Content-Length": str(len(payload)),
+            }
+            return status, headers, [payload]
+        if self.delay:
+            time.sleep(self.delay)
+        text = self.respond(ENC.decode(body["prompt"]))
+        ids = ENC.encode(text, allowed_special="all")[: body["max_tokens"]]
+        return 200, {"Content-Type": "text/event-stream"}, self._stream(ids)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+    @staticmethod
+    def _stream(ids: list[int]) -> Iterator[bytes]:
+        for start in range(0, len(ids), 8):
+            chunk = {"choices": [{"index": 0, "text": "", "token_ids": ids[start : start + 8]}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.http.close()
 
 
 def benchmark_answers(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
+from loopback import LoopbackServer
 from model_servers import KINDS, ModelServer
 
 from agent.harmony import (
@@ -33,50 +32,12 @@ COMPLETION = "<|channel|>final<|message|>Hello there<|return|>"
 COMPLETION_IDS = ENC.encode(COMPLETION, allowed_special="all")
 
 
-class Server:
-    """A threaded HTTP server whose handler is a function of (path, JSON body) that returns
-    (status, headers, body chunks). Records every request."""
-
-    def __init__(self, reply: Callable[[str, dict], tuple[int, dict, Iterator[bytes]]]) -> None:
-        self.requests: list[tuple[str, dict]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append((self.path, body))
-                status, headers, chunks = reply(self.path, body)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                try:
-                    for chunk in chunks:
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def serve():
     servers = []
 
     def start(reply):
-        servers.append(Server(reply))
+        servers.append(LoopbackServer(reply))
         return servers[-1]
 
     yield start

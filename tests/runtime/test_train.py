@@ -115,6 +115,26 @@ def test_a_fresh_model_copies_the_token_a_head_attends_to():
     assert not torch.allclose(added[1], attention.norm(x)[1], atol=1e-3)  # it mixes two
 
 
+def test_a_fresh_first_layer_hands_each_position_the_token_before_it():
+    """The first layer's first KV group starts attending to the previous position whatever
+    the tokens (its q and k biases make a RoPE score that peaks at offset 1 across the
+    window) and adds half of that token's normed first slice to the second slice."""
+    config, tensors, _ = starting_point(SMALL, set(range(40)), seed=0)
+    model = trainable(config, tensors)
+    attention, d = model.blocks[0].attn, config.head_dim
+    group = config.num_attention_heads // config.num_key_value_heads
+    positions = torch.arange(config.sliding_window)
+    with torch.no_grad():
+        attention.out.weight[:, group * d :] = 0.0  # keep only the previous-token heads
+        x = model.embedding[
+            torch.randint(0, 40, (len(positions),), generator=torch.Generator().manual_seed(0))
+        ]
+        added = attention(x, positions, model.rotary(positions, x.dtype), None) - x
+        before = attention.norm(x)[:-1, :d]
+    assert torch.allclose(added[1:, d : 2 * d], 0.5 * before, atol=5e-3)
+    assert added[:, :d].abs().max() == 0 and added[:, 2 * d :].abs().max() == 0
+
+
 def test_a_few_steps_lower_the_loss(tmp_path):
     run = trainer(tmp_path)
     run.run(log=lambda line: None)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from evals.data import SAMPLES, DataError, load_records
 from evals.grading import GRADERS, LETTERS, Grade, grade_choice, grade_integer
+from runtime.nano import HELDOUT
 from tools.base import validation_problems
 
 if TYPE_CHECKING:
@@ -311,9 +312,6 @@ _BLOB = "https://openaipublic.blob.core.windows.net/simple-evals"
 _HF = "https://huggingface.co/datasets"
 
 
-NANO_TASKS = Path(__file__).parents[1] / "runtime" / "nano" / "heldout.jsonl"
-
-
 def _builtin() -> dict[str, Benchmark]:
     aime25 = Published((50.4, 80.0, 92.5), (37.1, 72.1, 91.7))
     aime25_tools = Published((72.9, 91.6, 97.9), (57.5, 90.4, 98.7))
@@ -375,7 +373,7 @@ def _builtin() -> dict[str, Benchmark]:
                 needs_grader=True,
             ),
             # The bundled demo model's task family: held-out tasks it was never trained on.
-            UserJSONL("nano", "nano's tasks (held-out)", (str(NANO_TASKS),), "", ("python",)),
+            UserJSONL("nano", "nano's tasks (held-out)", (str(HELDOUT),), "", ("python",)),
             MMLU(
                 "mmlu",
                 "MMLU",

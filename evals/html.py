@@ -82,6 +82,7 @@ def _table(report: Report) -> str:
         "p50 s",
         "p90 s",
         "tool calls",
+        "parser repairs",
         "published 20b",
         "published 120b",
     )
@@ -101,6 +102,7 @@ def _table(report: Report) -> str:
             f"{r.latency_p50:.2f}",
             f"{r.latency_p90:.2f}",
             f"{r.tool_calls:.2f}",
+            r.recoveries,
             _published(r, "gpt-oss-20b"),
             _published(r, "gpt-oss-120b"),
         )

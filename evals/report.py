@@ -40,6 +40,7 @@ class Row:
     latency_p50: float  # seconds per sample
     latency_p90: float
     tool_calls: float  # mean per sample
+    recoveries: int  # harmony repairs the parser made, over all samples
     published: dict[str, float] = field(default_factory=dict)
 
 
@@ -153,6 +154,8 @@ def summarize(records: list[dict[str, Any]], settings: RunSettings | None = None
                 latency_p50=percentile(seconds, 50),
                 latency_p90=percentile(seconds, 90),
                 tool_calls=_mean([len(r["tool_calls"]) for r in group]),
+                # Records written before the field existed count as none.
+                recoveries=sum(len(r.get("recoveries", [])) for r in group),
                 published=published,
             )
         )
@@ -192,9 +195,10 @@ def pct(value: float) -> str:
 def markdown(report: Report) -> str:
     header = (
         "| benchmark | effort | accuracy % | 95% CI | n | no answer | truncated | errors "
-        "| reasoning tok | total tok | p50 s | p90 s | tool calls | published 20b / 120b |"
+        "| reasoning tok | total tok | p50 s | p90 s | tool calls | parser repairs "
+        "| published 20b / 120b |"
     )
-    lines = [header, "|" + "---|" * 14]
+    lines = [header, "|" + "---|" * 15]
     for r in report.rows:
         published = " / ".join(
             f"{r.published[m]:.1f}" for m in ("gpt-oss-20b", "gpt-oss-120b") if m in r.published
@@ -204,7 +208,7 @@ def markdown(report: Report) -> str:
             f"| {r.samples} | {r.no_answer} | {r.truncated} | {r.errors} "
             f"| {r.reasoning_tokens:.0f} | {r.completion_tokens:.0f} "
             f"| {r.latency_p50:.2f} | {r.latency_p90:.2f} | {r.tool_calls:.2f} "
-            f"| {published or '-'} |"
+            f"| {r.recoveries} | {published or '-'} |"
         )
     if report.differences:
         lines += [

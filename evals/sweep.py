@@ -345,6 +345,8 @@ class Sweep:
                 "reasoning_tokens": usage.reasoning_tokens if usage else 0,
             },
             "turns": len(result.turns) if result is not None else 0,
+            # What the lenient harmony parser repaired: a well-trained model needs none.
+            "recoveries": [r for t in result.turns for r in t.recoveries] if result else [],
             "tool_calls": [
                 {
                     "recipient": c.recipient,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from runtime.config import PRESETS
-from runtime.nano.bench import HELDOUT
+from runtime.nano import HELDOUT
 from runtime.nano.data import (
     PythonCache,
     questions,

@@ -149,6 +149,26 @@ def test_engine_failures_are_recorded_as_errors_not_scores(tmp_path) -> None:
     assert (row.samples, row.errors, row.wrong, row.correct) == (3, 0, 1, 2)
 
 
+def test_harmony_repairs_are_recorded_per_sample_and_counted_in_the_report(tmp_path) -> None:
+    """A model that forgets the channel still gets its answer graded; the repair the parser
+    made is kept with the sample and summed per effort, so a format regression shows."""
+    settings = RunSettings(
+        model="scripted", benchmarks=["aime25"], efforts=["low"], sample_data=True
+    )
+    turns = [
+        raw("\\boxed{20}<|return|>"),
+        sampled(final("\\boxed{11}")),
+        sampled(final("\\boxed{48}")),
+    ]
+    sweep = Sweep(settings, tmp_path, engine=ScriptedEngine(turns))
+    sweep.run()
+    repaired = [r for r in sweep.store.records() if r["recoveries"]]
+    assert len(repaired) == 1 and repaired[0]["outcome"] == "correct"
+    report = load_report(tmp_path)
+    assert report.row("aime25", "low").recoveries == len(repaired[0]["recoveries"])
+    assert "| parser repairs |" in report.to_markdown()
+
+
 def test_compare_lists_flips_and_the_change(tmp_path) -> None:
     settings = dict(benchmarks=["aime25"], efforts=["low"], sample_data=True)
     right = [sampled(final(f"\\boxed{{{g}}}")) for g in ("20", "11", "49")]

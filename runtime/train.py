@@ -253,7 +253,7 @@ def named_tensors(model: Transformer) -> dict[str, torch.Tensor]:
 def initial_tensors(config: ModelConfig, rows: int, seed: int) -> dict[str, torch.Tensor]:
     """Fresh weights: unit-RMS embeddings (the unembedding a scaled copy), fan-in scaled
     linears, residual outputs scaled down with depth, zero biases and sinks, unit norm
-    scales."""
+    scales; a previous-token head in the first layer and copying heads after it."""
     generator = torch.Generator().manual_seed(seed)
     depth = 1 / math.sqrt(2 * config.num_hidden_layers)
     out = {}

@@ -145,6 +145,7 @@ namespace {
 constexpr int kMaxTokens = 4;  // tokens per pass over a weight row (accumulators in registers)
 constexpr int kRowsPerItem = 16;
 constexpr int kOffset = 12;
+constexpr int64_t kPrefetchAhead = 2048;  // bytes of packed weights ahead of the loads
 alignas(16) constexpr int8_t kOffsetCodes[16] = {12, 13, 14, 15, 16, 18, 20, 24,
                                                  12, 11, 10, 9,  8,  6,  4,  0};
 
@@ -244,6 +245,12 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
   const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
   int64_t p = 0;
   for (; p + 4 <= G / 2; p += 4) {
+    // One thread streams at the memory latency's pace unless it asks ahead: the hardware
+    // prefetcher stops at each 4 KiB page. Past the row's end this fetches the next row (a
+    // prefetch never faults, past the last row either).
+    _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(ws + 2 * p + kPrefetchAhead / 16), _MM_HINT_T0);
     const __m256i bytes =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p)));
     const __m256 factors = _mm256_castsi256_ps(

@@ -358,31 +358,14 @@ void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
   }
 }
 
-// Expert biases [E, R], fp32 or bf16, resolved once per call (a Tensor accessor per row
-// costs about as much as a short row's dot product).
-struct Bias {
-  const void* data;
-  bool bf16;
-  int64_t R;
-
-  explicit Bias(const torch::Tensor& bias)
-      : data(bias.data_ptr()), bf16(bias.scalar_type() == torch::kBFloat16), R(bias.size(1)) {}
-
-  float at(int64_t e, int64_t r) const {
-    const int64_t i = e * R + r;
-    if (bf16) return oss_agent::bf16_to_float(static_cast<const uint16_t*>(data)[i]);
-    return static_cast<const float*>(data)[i];
-  }
-};
-
 // out[j, r] = bias[e, r] + W_e[r] . activations[inputs[j]] for the rows of one work item.
-void expert_rows(const uint8_t* blocks, const uint8_t* scales, const Bias& bias, int64_t e,
-                 int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
+void expert_rows(const uint8_t* blocks, const uint8_t* scales, const oss_agent::Floats& bias,
+                 int64_t e, int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
                  const int64_t* inputs, int64_t n, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wb = blocks + (e * R + r) * G * 16;
     const uint8_t* ws = scales + (e * R + r) * G;
-    const float b = bias.at(e, r);
+    const float b = bias[e * R + r];
     float sums[kMaxTokens];
     for (int64_t j = 0; j < n; j += kMaxTokens) {
       const int64_t m = std::min<int64_t>(kMaxTokens, n - j);
@@ -426,12 +409,10 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
   const torch::Tensor xf = x.to(torch::kFloat).contiguous();
   const torch::Tensor ex = experts.to(torch::kLong).contiguous();
   const torch::Tensor wt = weights.to(torch::kFloat).contiguous();
-  const torch::Tensor b1 = mlp1_bias.contiguous(), b2 = mlp2_bias.contiguous();
-  for (const auto* b : {&b1, &b2})
-    TORCH_CHECK(b->scalar_type() == torch::kFloat || b->scalar_type() == torch::kBFloat16,
-                "moe_experts: biases must be fp32 or bf16");
+  const torch::Tensor b1 = oss_agent::fp32_or_bf16(mlp1_bias);
+  const torch::Tensor b2 = oss_agent::fp32_or_bf16(mlp2_bias);
   const int64_t* exp = ex.data_ptr<int64_t>();
-  const Bias bias1(b1), bias2(b2);
+  const oss_agent::Floats bias1(b1), bias2(b2);
 
   // Assignments (token, slot) grouped by expert: the rows each expert multiplies.
   const int64_t A = T * k;

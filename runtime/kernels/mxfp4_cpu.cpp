@@ -206,9 +206,11 @@ struct Activations {
 };
 
 // Dot products of one packed weight row (G blocks) with n <= kMaxTokens activation rows.
+// `ahead`: prefetch the weights that follow (on the first pass over a row only; later passes
+// find the row in cache).
 template <int kN>
 void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
-                   const int64_t* rows, float* out) {
+                   const int64_t* rows, float* out, bool ahead) {
   const int64_t K = a.K, P = a.P;
 #ifdef __AVX2__
   const __m256i table = _mm256_broadcastsi128_si256(
@@ -248,9 +250,11 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
     // One thread streams at the memory latency's pace unless it asks ahead: the hardware
     // prefetcher stops at each 4 KiB page. Past the row's end this fetches the next row (a
     // prefetch never faults, past the last row either).
-    _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead + 64), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(ws + 2 * p + kPrefetchAhead / 16), _MM_HINT_T0);
+    if (ahead) {
+      _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ws + 2 * p + kPrefetchAhead / 16), _MM_HINT_T0);
+    }
     const __m256i bytes =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p)));
     const __m256 factors = _mm256_castsi256_ps(
@@ -350,11 +354,11 @@ void dot_exact(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activation
 
 template <int kN>
 void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
-         const int64_t* rows, float* out) {
+         const int64_t* rows, float* out, bool ahead) {
   if (a.exact) {
     dot_exact<kN>(wb, ws, G, a, rows, out);
   } else {
-    dot_quantized<kN>(wb, ws, G, a, rows, out);
+    dot_quantized<kN>(wb, ws, G, a, rows, out, ahead);
   }
 }
 
@@ -369,11 +373,12 @@ void expert_rows(const uint8_t* blocks, const uint8_t* scales, const oss_agent::
     float sums[kMaxTokens];
     for (int64_t j = 0; j < n; j += kMaxTokens) {
       const int64_t m = std::min<int64_t>(kMaxTokens, n - j);
+      const bool first = j == 0;
       switch (m) {
-        case 1: dot<1>(wb, ws, G, a, inputs + j, sums); break;
-        case 2: dot<2>(wb, ws, G, a, inputs + j, sums); break;
-        case 3: dot<3>(wb, ws, G, a, inputs + j, sums); break;
-        default: dot<4>(wb, ws, G, a, inputs + j, sums);
+        case 1: dot<1>(wb, ws, G, a, inputs + j, sums, first); break;
+        case 2: dot<2>(wb, ws, G, a, inputs + j, sums, first); break;
+        case 3: dot<3>(wb, ws, G, a, inputs + j, sums, first); break;
+        default: dot<4>(wb, ws, G, a, inputs + j, sums, first);
       }
       for (int64_t i = 0; i < m; ++i) out[(j + i) * R + r] = sums[i] + b;
     }

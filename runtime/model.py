@@ -143,12 +143,15 @@ class Attention(torch.nn.Module):
             k, v = k.to(cache.k.dtype), v.to(cache.v.dtype)
         if cache is None:
             keys, values, key_pos = k, v, positions
-        elif cache.ring:
-            # The ring holds only older positions; attend to them and the new keys, then store.
+        elif cache.ring and positions.shape[0] > 1:
+            # Storing a chunk first would overwrite keys its earlier queries still see: attend
+            # to the ring's older positions and the new keys, then store.
             keys, values = torch.cat([cache.k, k]), torch.cat([cache.v, v])
             key_pos = torch.cat([cache.pos, positions])
             cache.write(k, v, positions)
         else:
+            # One new key takes the ring slot of the position a window back, which its query
+            # no longer sees: store, then attend to the cache in place.
             cache.write(k, v, positions)
             keys, values, key_pos = cache.k, cache.v, cache.pos
         if kernels.serve(q):

@@ -19,6 +19,32 @@ inline float bf16_to_float(uint16_t bits) {
   return value;
 }
 
+// A small parameter (bias, sinks) kept as it is when fp32 or bf16, else converted to fp32;
+// contiguous. Converting a bf16 parameter on every call costs an allocation and a copy.
+inline torch::Tensor fp32_or_bf16(const torch::Tensor& t) {
+  const auto type = t.scalar_type();
+  return (type == torch::kFloat || type == torch::kBFloat16 ? t : t.to(torch::kFloat)).contiguous();
+}
+
+// The values of a tensor from fp32_or_bf16, read as fp32 in place.
+class Floats {
+ public:
+  explicit Floats(const torch::Tensor& t)
+      : data_(t.data_ptr()), bf16_(t.scalar_type() == torch::kBFloat16) {
+    TORCH_CHECK(t.is_contiguous() && (bf16_ || t.scalar_type() == torch::kFloat),
+                "expected a contiguous fp32 or bf16 tensor, got ", t.scalar_type());
+  }
+
+  float operator[](int64_t i) const {
+    if (bf16_) return bf16_to_float(static_cast<const uint16_t*>(data_)[i]);
+    return static_cast<const float*>(data_)[i];
+  }
+
+ private:
+  const void* data_;
+  bool bf16_;
+};
+
 #ifdef __AVX2__
 inline float hsum(__m128 s) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "cpu_kernels.h"
@@ -91,7 +92,7 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
   const int64_t T = xf.size(0), K = xf.size(1), R = w.size(0);
   torch::Tensor b;
   if (bias.has_value()) {
-    b = bias->to(torch::kFloat).contiguous();
+    b = oss_agent::fp32_or_bf16(*bias);
     TORCH_CHECK(b.numel() == R, "linear_bf16: bias has ", b.numel(), " values, not ", R);
   }
   std::vector<float> split(T * K);
@@ -100,7 +101,8 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
   torch::Tensor y = torch::empty({T, R}, xf.options());
   const float* xp = split.data();
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
-  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  const std::optional<oss_agent::Floats> bp =
+      b.defined() ? std::optional<oss_agent::Floats>(b) : std::nullopt;
   float* yp = y.data_ptr<float>();
   const int64_t tiles = (R + kRows - 1) / kRows;
   // Dynamic: on a busy machine a thread that loses its core leaves its tiles to the others.
@@ -120,7 +122,7 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
       }
       for (int dt = 0; dt < 2 && t + dt < T; ++dt)
         for (int r = 0; r < kRows && r0 + r < R; ++r)
-          yp[(t + dt) * R + r0 + r] = out[dt][r] + (bp ? bp[r0 + r] : 0.0f);
+          yp[(t + dt) * R + r0 + r] = out[dt][r] + (bp ? (*bp)[r0 + r] : 0.0f);
     }
   }
   return y;
@@ -175,8 +177,8 @@ void attend_one(const float* q, const KV* keys, const KV* values, const int64_t*
 
 template <typename KV>
 void attention_all(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
-                   const int64_t* positions, const float* sinks, int64_t T, int64_t H,
-                   int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
+                   const int64_t* positions, const oss_agent::Floats& sinks, int64_t T,
+                   int64_t H, int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
   const int64_t group = H / KVH, stride = KVH * d;
   const float scale = 1.0f / std::sqrt(float(d));
   // Decode attention is small next to the projections around it: one thread, no barrier.
@@ -213,16 +215,17 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
   const torch::Tensor k = keys.contiguous(), v = values.contiguous();
   const torch::Tensor kp = key_pos.to(torch::kLong).contiguous();
   const torch::Tensor pos = positions.to(torch::kLong).contiguous();
-  const torch::Tensor sk = sinks.to(torch::kFloat).contiguous();
+  const torch::Tensor sk = oss_agent::fp32_or_bf16(sinks);
+  const oss_agent::Floats sink_values(sk);
   torch::Tensor out = torch::empty({T, H * d}, qf.options());
   if (k.scalar_type() == torch::kBFloat16) {
     attention_all(qf.data_ptr<float>(), k.data_ptr<at::BFloat16>(),
                   v.data_ptr<at::BFloat16>(), kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(),
-                  sk.data_ptr<float>(), T, H, KVH, S, d, window, out.data_ptr<float>());
+                  sink_values, T, H, KVH, S, d, window, out.data_ptr<float>());
   } else {
     TORCH_CHECK(k.scalar_type() == torch::kFloat, "attention: keys must be fp32 or bf16");
     attention_all(qf.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
-                  kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(), sk.data_ptr<float>(), T, H,
+                  kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(), sink_values, T, H,
                   KVH, S, d, window, out.data_ptr<float>());
   }
   return out;

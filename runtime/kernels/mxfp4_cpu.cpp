@@ -145,6 +145,7 @@ namespace {
 constexpr int kMaxTokens = 4;  // tokens per pass over a weight row (accumulators in registers)
 constexpr int kRowsPerItem = 16;
 constexpr int kOffset = 12;
+constexpr int64_t kPrefetchAhead = 2048;  // bytes of packed weights ahead of the loads
 alignas(16) constexpr int8_t kOffsetCodes[16] = {12, 13, 14, 15, 16, 18, 20, 24,
                                                  12, 11, 10, 9,  8,  6,  4,  0};
 
@@ -205,9 +206,11 @@ struct Activations {
 };
 
 // Dot products of one packed weight row (G blocks) with n <= kMaxTokens activation rows.
+// `ahead`: prefetch the weights that follow (on the first pass over a row only; later passes
+// find the row in cache).
 template <int kN>
 void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
-                   const int64_t* rows, float* out) {
+                   const int64_t* rows, float* out, bool ahead) {
   const int64_t K = a.K, P = a.P;
 #ifdef __AVX2__
   const __m256i table = _mm256_broadcastsi128_si256(
@@ -244,6 +247,14 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
   const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
   int64_t p = 0;
   for (; p + 4 <= G / 2; p += 4) {
+    // One thread streams at the memory latency's pace unless it asks ahead: the hardware
+    // prefetcher stops at each 4 KiB page. Past the row's end this fetches the next row (a
+    // prefetch never faults, past the last row either).
+    if (ahead) {
+      _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(ws + 2 * p + kPrefetchAhead / 16), _MM_HINT_T0);
+    }
     const __m256i bytes =
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p)));
     const __m256 factors = _mm256_castsi256_ps(
@@ -343,47 +354,31 @@ void dot_exact(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activation
 
 template <int kN>
 void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
-         const int64_t* rows, float* out) {
+         const int64_t* rows, float* out, bool ahead) {
   if (a.exact) {
     dot_exact<kN>(wb, ws, G, a, rows, out);
   } else {
-    dot_quantized<kN>(wb, ws, G, a, rows, out);
+    dot_quantized<kN>(wb, ws, G, a, rows, out, ahead);
   }
 }
 
-// Expert biases [E, R], fp32 or bf16, resolved once per call (a Tensor accessor per row
-// costs about as much as a short row's dot product).
-struct Bias {
-  const void* data;
-  bool bf16;
-  int64_t R;
-
-  explicit Bias(const torch::Tensor& bias)
-      : data(bias.data_ptr()), bf16(bias.scalar_type() == torch::kBFloat16), R(bias.size(1)) {}
-
-  float at(int64_t e, int64_t r) const {
-    const int64_t i = e * R + r;
-    if (bf16) return oss_agent::bf16_to_float(static_cast<const uint16_t*>(data)[i]);
-    return static_cast<const float*>(data)[i];
-  }
-};
-
 // out[j, r] = bias[e, r] + W_e[r] . activations[inputs[j]] for the rows of one work item.
-void expert_rows(const uint8_t* blocks, const uint8_t* scales, const Bias& bias, int64_t e,
-                 int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
+void expert_rows(const uint8_t* blocks, const uint8_t* scales, const oss_agent::Floats& bias,
+                 int64_t e, int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
                  const int64_t* inputs, int64_t n, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wb = blocks + (e * R + r) * G * 16;
     const uint8_t* ws = scales + (e * R + r) * G;
-    const float b = bias.at(e, r);
+    const float b = bias[e * R + r];
     float sums[kMaxTokens];
     for (int64_t j = 0; j < n; j += kMaxTokens) {
       const int64_t m = std::min<int64_t>(kMaxTokens, n - j);
+      const bool first = j == 0;
       switch (m) {
-        case 1: dot<1>(wb, ws, G, a, inputs + j, sums); break;
-        case 2: dot<2>(wb, ws, G, a, inputs + j, sums); break;
-        case 3: dot<3>(wb, ws, G, a, inputs + j, sums); break;
-        default: dot<4>(wb, ws, G, a, inputs + j, sums);
+        case 1: dot<1>(wb, ws, G, a, inputs + j, sums, first); break;
+        case 2: dot<2>(wb, ws, G, a, inputs + j, sums, first); break;
+        case 3: dot<3>(wb, ws, G, a, inputs + j, sums, first); break;
+        default: dot<4>(wb, ws, G, a, inputs + j, sums, first);
       }
       for (int64_t i = 0; i < m; ++i) out[(j + i) * R + r] = sums[i] + b;
     }
@@ -419,12 +414,10 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
   const torch::Tensor xf = x.to(torch::kFloat).contiguous();
   const torch::Tensor ex = experts.to(torch::kLong).contiguous();
   const torch::Tensor wt = weights.to(torch::kFloat).contiguous();
-  const torch::Tensor b1 = mlp1_bias.contiguous(), b2 = mlp2_bias.contiguous();
-  for (const auto* b : {&b1, &b2})
-    TORCH_CHECK(b->scalar_type() == torch::kFloat || b->scalar_type() == torch::kBFloat16,
-                "moe_experts: biases must be fp32 or bf16");
+  const torch::Tensor b1 = oss_agent::fp32_or_bf16(mlp1_bias);
+  const torch::Tensor b2 = oss_agent::fp32_or_bf16(mlp2_bias);
   const int64_t* exp = ex.data_ptr<int64_t>();
-  const Bias bias1(b1), bias2(b2);
+  const oss_agent::Floats bias1(b1), bias2(b2);
 
   // Assignments (token, slot) grouped by expert: the rows each expert multiplies.
   const int64_t A = T * k;

@@ -27,10 +27,12 @@ needs_kernel = pytest.mark.skipif(
 @needs_kernel
 @pytest.mark.parametrize("tokens", [1, 2, 5])
 @pytest.mark.parametrize("rows, cols", [(1, 8), (37, 96), (130, 203)])
-def test_bf16_linear_accumulates_fp32_activations_in_fp32(tokens, rows, cols):
+@pytest.mark.parametrize("bias_dtype", [torch.bfloat16, torch.float32, torch.float16])
+def test_bf16_linear_accumulates_fp32_activations_in_fp32(tokens, rows, cols, bias_dtype):
+    """Biases are read in place when bf16 or fp32, converted otherwise."""
     generator = torch.Generator().manual_seed(rows * cols + tokens)
     weight = torch.randn(rows, cols, generator=generator).bfloat16()
-    bias = torch.randn(rows, generator=generator).bfloat16()
+    bias = torch.randn(rows, generator=generator).to(bias_dtype)
     x = torch.randn(tokens, cols, generator=generator)
     out = kernels.linear_bf16(x, weight, bias)
     assert out.dtype == torch.float32
@@ -80,7 +82,8 @@ def reference_attention(q, keys, values, key_pos, positions, sinks, window):
 @pytest.mark.parametrize("window", [None, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_attention_over_cache_cells_matches_softmax_with_sinks(window, dtype):
-    """Empty cells (-1), cells past the query and outside the window are not attended."""
+    """Empty cells (-1), cells past the query and outside the window are not attended; sinks
+    as stored in the cache's dtype."""
     generator = torch.Generator().manual_seed(0)
     tokens, heads, kv_heads, d, cells = 5, 8, 2, 16, 20
     q = torch.randn(tokens, heads, d, generator=generator)
@@ -89,9 +92,9 @@ def test_attention_over_cache_cells_matches_softmax_with_sinks(window, dtype):
     key_pos = torch.arange(cells)
     key_pos[3] = -1
     positions = torch.arange(cells - tokens, cells)
-    sinks = torch.randn(heads, generator=generator)
+    sinks = torch.randn(heads, generator=generator).to(dtype)
     out = kernels.attention(q, keys, values, key_pos, positions, sinks, window)
-    expected = reference_attention(q, keys, values, key_pos, positions, sinks, window)
+    expected = reference_attention(q, keys, values, key_pos, positions, sinks.float(), window)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 

@@ -320,8 +320,8 @@ def previous_token_head(config: ModelConfig, tensors: dict[str, torch.Tensor], l
 
     Copying a number of several tokens needs, at each step, the token that followed the one
     just written; a later head can look it up only if each position already carries what
-    preceded it. Nearly all of nano's held-out failures were such second tokens (113004
-    written as 113113). The pattern comes from the q and k biases alone (their weights start
+    preceded it (with this start nano's first training phase reached a loss of 0.17 at step
+    300 instead of 0.29). The pattern comes from the q and k biases alone (their weights start
     at zero): RoPE turns them into a score of the offset, sum_i w_i cos((offset - 1) theta_i),
     highest at offset 1; w_i grows as sqrt(theta_i), so the fast pairs separate neighbours
     and the slow ones keep distant offsets from lining up again. Needs the same shapes as

@@ -26,20 +26,19 @@ from runtime.nano.compact import WEIGHTS
 from tools.python import PythonTool
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+DEMO = README[README.index("## The demo model: nano") :]  # the README's section on nano
 
 
 def readme_accuracy() -> float:
     """The held-out accuracy the README states (its evals table, mean over the efforts)."""
-    demo = README[README.index("## The demo model: nano") :]
-    rows = re.findall(r"^\| nano \| (?:low|medium|high) \| ([\d.]+) \|", demo, re.M)
+    rows = re.findall(r"^\| nano \| (?:low|medium|high) \| ([\d.]+) \|", DEMO, re.M)
     assert len(rows) == 3, "the README lost nano's held-out table"
     return sum(float(r) for r in rows) / 300
 
 
 def readme_repairs() -> int:
     """The parser repairs the README states for the held-out tasks (all efforts)."""
-    demo = README[README.index("## The demo model: nano") :]
-    found = re.search(r"(\d+) parser repairs? in all", demo)
+    found = re.search(r"(\d+) parser repairs? in all", DEMO)
     assert found, "the README lost nano's parser repair count"
     return int(found.group(1))
 

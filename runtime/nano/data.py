@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.harmony import Conversation, Message, Role
+from agent.harmony import (
+    Conversation,
+    HarmonyEncoding,
+    HarmonyEncodingName,
+    Message,
+    Role,
+    load_harmony_encoding,
+)
 from agent.loop import Agent
 from runtime.engine import Engine
-from runtime.nano.tasks import FUNCTION_TOOLS, Task, convert_units, random_task
+from runtime.nano.tasks import FUNCTION_TOOLS, Task, convert_units, random_task, sum_task
 from tools.base import tool_message
 from tools.python import PythonTool
 
@@ -27,6 +36,12 @@ EFFORTS = ("low", "medium", "high")
 INSTRUCTIONS = (None, None, "Use tools when they help.", "Answer briefly.", "Be precise.")
 FIRST_DATE = datetime.date(2024, 1, 1)
 KERNEL_CELLS = 500
+# o200k writes digits in groups of up to three from the left, so a group with a leading zero
+# (004, 060) only occurs inside a number and random answers hold few of them: too few for
+# the model to learn to write them. The training set tops every group up to this many answers.
+COVERAGE_FLOOR = 8
+DIGIT_GROUPS = [f"{i:0{width}d}" for width in (1, 2, 3) for i in range(10**width)]
+LEADING_GROUPS = [str(i) for i in range(100, 1000)]
 
 
 class _HeaderOnly(Engine):
@@ -163,17 +178,52 @@ class Example:
     answer: str  # the tool's output: the number the final answer states
 
 
-def examples(count: int, seed: int, cache: PythonCache) -> Iterator[tuple[Example, Conversation]]:
-    """`count` solved tasks drawn with `seed`, their python outputs taken from the sandbox."""
+def examples(
+    count: int, seed: int, cache: PythonCache, floor: int = 0
+) -> Iterator[tuple[Example, Conversation]]:
+    """`count` solved tasks drawn with `seed`, their python outputs taken from the sandbox,
+    then additions whose answers bring every digit group up to `floor` answers."""
     rng = random.Random(seed)
     drawn = [(random_task(rng), random_setting(rng)) for _ in range(count)]
     cache.fill([task.code for task, _ in drawn])
+    if floor:
+        answers = [cache.outputs[task.code] for task, _ in drawn]
+        for value in covering_values(answers, floor):
+            drawn.append((sum_task(rng, value), random_setting(rng)))
+        cache.fill([task.code for task, _ in drawn])
     for task, setting in drawn:
         output = cache.outputs[task.code]
         if not _is_number(output.strip()):
             raise RuntimeError(f"the sandbox answered {task.code!r} with {output!r}, not a number")
         conversation = transcript(task, setting, output)
         yield Example(task, setting, output.strip()), conversation
+
+
+def covering_values(answers: list[str], floor: int) -> list[int]:
+    """Integers whose digit groups, added to those of `answers`, make every group of
+    `DIGIT_GROUPS` occur in at least `floor` answers. Each is the least seen leading group
+    (100-999) followed by the group it covers, so that group is written as its own token."""
+    counts = Counter(group for answer in answers for group in digit_groups(answer))
+    values = []
+    for group in DIGIT_GROUPS:
+        while counts[group] < floor:
+            lead = min(LEADING_GROUPS, key=lambda g: (counts[g], g))
+            counts[lead] += 1
+            counts[group] += 1
+            values.append(int(lead + group))
+    return values
+
+
+def digit_groups(text: str) -> list[str]:
+    """The tokens of `text` made of digits only, as the model reads and writes them."""
+    encoding = _encoding()
+    tokens = [encoding.decode([token]) for token in encoding.encode(text)]
+    return [token for token in tokens if token.isdigit()]
+
+
+@functools.cache
+def _encoding() -> HarmonyEncoding:
+    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 
 
 def _is_number(text: str) -> bool:
@@ -184,11 +234,13 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def write_conversations(path: Path, count: int, seed: int, cache: PythonCache) -> Path:
-    """A JSONL of harmony conversations (the input `runtime.train` reads)."""
+def write_conversations(
+    path: Path, count: int, seed: int, cache: PythonCache, floor: int = 0
+) -> Path:
+    """A JSONL of harmony conversations (the input `runtime.train` reads): see `examples`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
-        for _, conversation in examples(count, seed, cache):
+        for _, conversation in examples(count, seed, cache, floor):
             out.write(conversation.to_json() + "\n")
     return path
 

@@ -2,13 +2,14 @@
 
     python -m runtime.nano.recipe --out /tmp/nano-train
 
-Generates the training transcripts (seed 0) and the held-out tasks (seed 1) through the
-sandbox, trains from scratch in two phases, and writes the compact weights and the
-held-out tasks the package ships (`runtime/nano/weights/nano.safetensors`,
-`runtime/nano/heldout.jsonl`). Phase 1 trains on the transcripts without their system and
-developer messages, where copying numbers from the question is learned quickly; phase 2
-continues from it on the whole transcripts, as the agent renders them. Same seed and torch
-version, same weights; each phase resumes when interrupted.
+Generates the training transcripts (seed 0, topped up with additions until every digit group
+occurs in enough answers) and the held-out tasks (seed 1) through the sandbox, trains from
+scratch in two phases, and writes the compact weights and the held-out tasks the package
+ships (`runtime/nano/weights/nano.safetensors`, `runtime/nano/heldout.jsonl`). Phase 1
+trains on the transcripts without their system and developer messages, where copying numbers
+from the question is learned quickly; phase 2 continues from it on the whole transcripts, as
+the agent renders them. Same seed and torch version, same weights; each phase resumes when
+interrupted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from runtime.config import PRESETS
 from runtime.nano import HELDOUT
 from runtime.nano.data import (
+    COVERAGE_FLOOR,
     PythonCache,
     questions,
     write_conversations,
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     cache = PythonCache(args.out / "python_outputs.json")
-    data = write_conversations(args.out / "train.jsonl", TRAIN_CONVERSATIONS, TRAIN_SEED, cache)
+    data = write_conversations(
+        args.out / "train.jsonl", TRAIN_CONVERSATIONS, TRAIN_SEED, cache, COVERAGE_FLOOR
+    )
     write_heldout(args.heldout, HELDOUT_TASKS, HELDOUT_SEED, cache, exclude=questions(data))
     short = write_headerless(data, args.out / "train-headerless.jsonl")
     train(short, args.out / "phase1", PRESETS["nano"], SHORT)

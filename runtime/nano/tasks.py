@@ -113,6 +113,16 @@ def _arithmetic(rng: random.Random) -> Task:
     else:
         b = n(2, 99)
         e = f"{b * n(2, 999)} / {b}"
+    return _arithmetic_task(rng, e)
+
+
+def sum_task(rng: random.Random, value: int) -> Task:
+    """An addition whose result is `value` (at least 2), for answers with chosen digits."""
+    a = rng.randint(1, value - 1)
+    return _arithmetic_task(rng, f"{a} + {value - a}")
+
+
+def _arithmetic_task(rng: random.Random, e: str) -> Task:
     return Task(
         question=rng.choice(ASK).format(e=e),
         code=e,

@@ -53,7 +53,7 @@ def run_eval(
 
     `model` / `grader_model`: a checkpoint path, an `http(s)://` URL, or an engine object.
     `benchmarks`: names (gpqa, aime24, aime25, healthbench, healthbench_hard,
-    healthbench_consensus, mmlu) or paths of JSONL files. `sample_data` uses the small
+    healthbench_consensus, mmlu, nano) or paths of JSONL files. `sample_data` uses the small
     files shipped in `evals/data`; `data` maps a benchmark to its own file or URL.
     """
     from evals.report import load_report

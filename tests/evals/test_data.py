@@ -8,7 +8,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from typer.testing import CliRunner
 
+from agent.cli import app
 from evals.benchmarks import BENCHMARK_NAMES, get_benchmark
 from evals.data import SAMPLES, DataError, cached_path, load_records
 
@@ -126,3 +128,9 @@ def test_nano_benchmark_is_the_shipped_held_out_tasks_asked_as_in_training() -> 
     sample = benchmark.sample(benchmark.items[0], 0)
     assert sample.task == benchmark.items[0]["question"]  # no format line appended
     assert sample.gold == benchmark.items[0]["answer"]
+
+
+def test_eval_run_help_names_every_built_in_benchmark() -> None:
+    shown = CliRunner().invoke(app, ["eval", "run", "--help"], terminal_width=200)
+    assert shown.exit_code == 0
+    assert [name for name in BENCHMARK_NAMES if name not in shown.output] == []

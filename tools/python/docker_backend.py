@@ -91,7 +91,9 @@ def remove_stale(client: docker.DockerClient) -> list[str]:
     """Remove this host's sandbox containers, data volumes and session folders whose owning
     process is gone; return their names."""
     removed = []
-    for container in client.containers.list(all=True, filters=owned_filters()):
+    # Listing inspects each container: one its live owner removes meanwhile is skipped.
+    listed = client.containers.list(all=True, filters=owned_filters(), ignore_removed=True)
+    for container in listed:
         if not _process_alive(int(container.labels.get(OWNER_PID_LABEL, "0"))):
             try:
                 container.remove(force=True)

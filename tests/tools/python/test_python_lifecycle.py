@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from docker.models.containers import ContainerCollection
 
 from tools.python import PythonSession
 from tools.python.docker_backend import (
@@ -93,6 +94,23 @@ def test_stale_containers_and_volumes_of_dead_owners_are_removed(docker_client, 
         assert ours.name in names  # its owner (this process) is alive
     finally:
         ours.remove(force=True)
+
+
+def test_cleanup_skips_a_sandbox_its_live_owner_removes_meanwhile(
+    docker_client, sandbox_image, monkeypatch
+):
+    """Listing containers inspects each one; another process closing its session in between
+    must not fail this one's start (three evals at once hit it in 14 of 600 sessions)."""
+    other = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(os.getppid()))
+    inspect = ContainerCollection.get
+
+    def closed_meanwhile(self, container_id, *args, **kwargs):
+        if container_id == other.id:
+            other.remove(force=True)
+        return inspect(self, container_id, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerCollection, "get", closed_meanwhile)
+    assert other.name not in remove_stale(docker_client)
 
 
 def test_a_process_that_exits_without_closing_leaves_nothing_behind(docker_client, sandbox_image):

@@ -54,7 +54,9 @@ def peak_rss_gib() -> float:
 
 
 def prompt_ids(length: int) -> list[int]:
-    """Ordinary text tokens (no special ones), the same on both sides."""
+    """Ordinary text tokens (no special ones), the same on both sides. Each side warms up
+    on the whole prompt: it touches every expert the measured run reads, so no weights come
+    from disk while timing (the two 20b files together outgrow this machine's page cache)."""
     import random
 
     rng = random.Random(0)
@@ -77,7 +79,7 @@ def side_ours(args) -> dict:
     torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint)
     ids = prompt_ids(args.prompt)
-    list(model.generate(ids[:8], max_tokens=2, temperature=0))  # warm up
+    list(model.generate(ids, max_tokens=2, temperature=0))  # warm up: see `prompt_ids`
     runs = []
     for _ in range(args.repeats):
         model.reset()
@@ -113,7 +115,7 @@ def side_llamacpp(args) -> dict:
         logits = llama_cpp.llama_get_logits(llm.ctx)
         return int(np.argmax(np.ctypeslib.as_array(logits, shape=(llm.n_vocab(),))))
 
-    llm.eval(ids[:8])  # warm up
+    llm.eval(ids)  # warm up: see `prompt_ids`
     runs = []
     for _ in range(args.repeats):
         llm.reset()

@@ -100,7 +100,7 @@ def test_cleanup_skips_a_sandbox_its_live_owner_removes_meanwhile(
     docker_client, sandbox_image, monkeypatch
 ):
     """Listing containers inspects each one; another process closing its session in between
-    must not fail this one's start (three evals at once hit it in 14 of 600 sessions)."""
+    must not fail this one's start (three evals at once hit it in 27 of 600 samples)."""
     other = docker_client.containers.create(sandbox_image, ["true"], labels=_labels(os.getppid()))
     inspect = ContainerCollection.get
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import functools
 import json
 import random
 from collections import Counter
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from agent.harmony import (
     Conversation,
-    HarmonyEncoding,
     HarmonyEncodingName,
     Message,
     Role,
@@ -38,8 +36,7 @@ FIRST_DATE = datetime.date(2024, 1, 1)
 KERNEL_CELLS = 500
 # o200k writes digits in groups of up to three from the left, so a group with a leading zero
 # (004, 060) only occurs inside a number and random answers hold few of them: too few for
-# the model to learn to write them. The training set tops every group up to this many answers.
-COVERAGE_FLOOR = 8
+# the model to learn to write them. `covering_values` tops every group up.
 DIGIT_GROUPS = [f"{i:0{width}d}" for width in (1, 2, 3) for i in range(10**width)]
 LEADING_GROUPS = [str(i) for i in range(100, 1000)]
 
@@ -216,14 +213,9 @@ def covering_values(answers: list[str], floor: int) -> list[int]:
 
 def digit_groups(text: str) -> list[str]:
     """The tokens of `text` made of digits only, as the model reads and writes them."""
-    encoding = _encoding()
+    encoding = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)  # tokenizer cached
     tokens = [encoding.decode([token]) for token in encoding.encode(text)]
     return [token for token in tokens if token.isdigit()]
-
-
-@functools.cache
-def _encoding() -> HarmonyEncoding:
-    return load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 
 
 def _is_number(text: str) -> bool:

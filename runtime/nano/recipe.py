@@ -21,7 +21,6 @@ from pathlib import Path
 from runtime.config import PRESETS
 from runtime.nano import HELDOUT
 from runtime.nano.data import (
-    COVERAGE_FLOOR,
     PythonCache,
     questions,
     write_conversations,
@@ -33,6 +32,7 @@ from runtime.train import TrainConfig, train
 TRAIN_SEED, HELDOUT_SEED = 0, 1
 TRAIN_CONVERSATIONS = 6000
 HELDOUT_TASKS = 200
+COVERAGE_FLOOR = 8  # answers holding each digit group, at least (see `covering_values`)
 SHORT = TrainConfig(steps=1000, batch_size=8, lr=3e-3, warmup=30, seed=0, threads=1, save_every=100)
 WHOLE = TrainConfig(steps=2400, batch_size=8, lr=2e-3, warmup=30, seed=0, threads=1, save_every=100)
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
+from runtime import kernels
 from runtime.config import PRESETS, ModelConfig
 
 # 4 layers (2 sliding, 2 full), 8 experts (top-4), GQA 8/2, window 16: every feature, tiny.
 TINY: ModelConfig = PRESETS["tiny"]
+
+needs_kernel = pytest.mark.skipif(
+    not kernels.available(), reason="needs a C++ compiler and ninja to build the CPU kernels"
+)
 
 
 def oracle_logits(model, tokens: list[int]) -> torch.Tensor:

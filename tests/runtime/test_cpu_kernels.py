@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from runtime_helpers import needs_kernel
 
 from runtime import kernels
 from runtime.model import rotate
 from runtime.moe import swiglu
 from runtime.mxfp4 import dequantize
-
-needs_kernel = pytest.mark.skipif(
-    not kernels.available(), reason="needs a C++ compiler and ninja to build the CPU kernels"
-)
 
 
 @needs_kernel

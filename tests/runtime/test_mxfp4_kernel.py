@@ -9,14 +9,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from runtime_helpers import prompt
+from runtime_helpers import needs_kernel, prompt
 
 from runtime import kernels, load_model
 from runtime.mxfp4 import dequantize
-
-needs_kernel = pytest.mark.skipif(
-    not kernels.available(), reason="needs a C++ compiler and ninja to build the MXFP4 CPU kernel"
-)
 
 
 def random_expert(rows: int, cols: int, seed: int):

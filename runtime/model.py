@@ -4,8 +4,9 @@ One block: x = x + attn(rmsnorm(x)); x = x + moe(rmsnorm(x)). Attention has grou
 heads, one learned sink logit per head, YaRN RoPE and, on even layers, a sliding window.
 
 On the CPU with the C++ kernels (inference, not under torch.compile) activations stay in
-fp32 whatever the weights' dtype: bf16 weights are widened in registers, MoE layers and
-attention run as single kernel calls, and the router and logits are fp32 everywhere.
+fp32 whatever the weights' dtype: bf16 weights are widened in registers, each half of a
+block runs as a single kernel call when it has a cache to update (attention alone, without
+one), and the router and logits are fp32 everywhere.
 """
 
 from __future__ import annotations
@@ -117,6 +118,25 @@ class Attention(torch.nn.Module):
         """x [T, hidden] at `positions` [T] -> x + attn(norm(x)), reading and updating `cache`.
         With `SequenceCaches` each row is the next token of its own sequence (batched decode)."""
         T, d = x.shape[0], self.head_dim
+        if (
+            isinstance(cache, LayerCache)
+            and not (cache.ring and T > 1)
+            and x.dtype == torch.float32
+            and kernels.serve(x)
+        ):
+            return kernels.attention_block(
+                x,
+                self.norm.scale,
+                self.norm.eps,
+                (self.qkv.weight, self.qkv.bias),
+                rope,
+                (self.heads, self.kv_heads, d),
+                (cache.k, cache.v, cache.pos, cache.ring),
+                positions,
+                self.sinks,
+                self.window,
+                (self.out.weight, self.out.bias),
+            )
         qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
         fused = qkv.dtype == torch.float32 and kernels.serve(qkv)
         if fused:  # q's heads, then k's, rotated in place in one call

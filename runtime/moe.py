@@ -1,9 +1,10 @@
 """The mixture-of-experts MLP: top-k routing in fp32, MXFP4 experts kept packed, clamped
 SwiGLU.
 
-On the CPU with the C++ kernels a layer's experts run as one threaded call straight from the
-packed weights; fp32 models keep fp32 activations there (they are the reference), others
-quantize activations to int8 per block of 32. Elsewhere experts are unpacked per use.
+On the CPU with the C++ kernels the whole layer (norm, router, experts) is one call and the
+experts run threaded straight from the packed weights; fp32 models keep fp32 activations
+there (they are the reference), others quantize activations to int8 per block of 32.
+Elsewhere experts are unpacked per use.
 """
 
 from __future__ import annotations
@@ -82,16 +83,19 @@ class MoE(torch.nn.Module):
         """x [T, hidden] -> x + moe(norm(x)). `gather` unpacks the k experts of each token
         with static shapes (decode under torch.compile / CUDA graphs); otherwise each
         expert any token chose is unpacked once."""
+        if self.packed_experts and x.dtype == torch.float32 and kernels.serve(x):
+            packed = {name: getattr(self, name) for name in PACKED}
+            exact = self.mlp1_bias.dtype == torch.float32
+            gate = (self.gate.weight, self.gate.bias)
+            eps = self.norm.eps
+            return kernels.moe_block(
+                x, self.norm.scale, eps, gate, self.top_k, packed, self.swiglu_limit, exact
+            )
         t = self.norm(x)
         # The router in fp32: in bf16 close logits tie and flip which experts run.
         router = self.gate(t.float())  # loaded in fp32
         top, experts = torch.topk(router, self.top_k, dim=-1, sorted=True)
         weights = torch.softmax(top, dim=-1)
-        if self.packed_experts and kernels.serve(t):
-            packed = {name: getattr(self, name) for name in PACKED}
-            exact = self.mlp1_bias.dtype == torch.float32
-            mixed = kernels.moe_experts(t, experts, weights, packed, self.swiglu_limit, exact)
-            return x + mixed.to(x.dtype)
         mix = self._gathered if gather else self._grouped
         return x + mix(t, experts, weights.to(t.dtype))
 

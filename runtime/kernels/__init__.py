@@ -36,7 +36,12 @@ logger = logging.getLogger(__name__)
 
 NAME = "oss_agent_cpu_kernels"
 HERE = Path(__file__).parent
-SOURCES = (HERE / "mxfp4_cpu.cpp", HERE / "dense_cpu.cpp", HERE / "norm_rope_cpu.cpp")
+SOURCES = (
+    HERE / "mxfp4_cpu.cpp",
+    HERE / "dense_cpu.cpp",
+    HERE / "norm_rope_cpu.cpp",
+    HERE / "block_cpu.cpp",
+)
 HEADERS = (HERE / "cpu_kernels.h",)
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -209,19 +214,7 @@ def moe_experts(
     [T, k] -> [T, H] fp32, from `packed` (mlp1/mlp2 blocks, scales and biases of all
     experts). `exact` multiplies fp32 activations; otherwise they are quantized to int8 per
     block of 32 (integer dot products, ~4x less work). Call only when `available()`."""
-    return _kernels().moe_experts(
-        x,
-        experts,
-        weights,
-        packed["mlp1_blocks"],
-        packed["mlp1_scales"],
-        packed["mlp1_bias"],
-        packed["mlp2_blocks"],
-        packed["mlp2_scales"],
-        packed["mlp2_bias"],
-        limit,
-        exact,
-    )
+    return _kernels().moe_experts(x, experts, weights, *_packed(packed), limit, exact)
 
 
 def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -253,3 +246,60 @@ def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, hea
     """Half-split RoPE in place on the first `heads` heads of fp32 x [T, n * head_dim], with
     cos/sin [T, head_dim / 2] (scaled) for each row's position."""
     _kernels().rope_(x, cos, sin, heads, head_dim)
+
+
+def attention_block(
+    x: torch.Tensor,
+    norm_scale: torch.Tensor,
+    eps: float,
+    qkv: tuple[torch.Tensor, torch.Tensor | None],
+    rope: tuple[torch.Tensor, torch.Tensor],
+    shape: tuple[int, int, int],
+    cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool],
+    positions: torch.Tensor,
+    sinks: torch.Tensor,
+    window: int | None,
+    out: tuple[torch.Tensor, torch.Tensor | None],
+) -> torch.Tensor:
+    """x + the attention half of a block for fp32 rows x [T, hidden] at `positions`, in one
+    call: norm, qkv projection (weight, bias), RoPE (cos, sin), the new keys and values
+    stored in the cache (k, v, pos, ring) first, attention over it, output projection.
+    `shape` is (heads, kv_heads, head_dim). Storing first needs T == 1 for a ring."""
+    k, v, pos, ring = cache
+    return _kernels().attention_block(
+        x,
+        norm_scale,
+        eps,
+        *qkv,
+        *rope,
+        *shape,
+        k,
+        v,
+        pos,
+        positions,
+        ring,
+        sinks,
+        window or 0,
+        *out,
+    )
+
+
+def moe_block(
+    x: torch.Tensor,
+    norm_scale: torch.Tensor,
+    eps: float,
+    gate: tuple[torch.Tensor, torch.Tensor | None],
+    top_k: int,
+    packed: dict[str, torch.Tensor],
+    limit: float,
+    exact: bool,
+) -> torch.Tensor:
+    """x + the MoE half of a block for fp32 rows x [T, hidden], in one call: norm, the fp32
+    router (weight, bias), top-k and softmax, then `moe_experts`."""
+    return _kernels().moe_block(x, norm_scale, eps, *gate, top_k, *_packed(packed), limit, exact)
+
+
+def _packed(packed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The experts' packed tensors in the order the C++ signatures take them."""
+    names = ("mlp1_blocks", "mlp1_scales", "mlp1_bias", "mlp2_blocks", "mlp2_scales", "mlp2_bias")
+    return tuple(packed[name] for name in names)

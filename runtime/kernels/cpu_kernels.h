@@ -77,3 +77,22 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, doubl
 
 void rope_(torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, int64_t heads,
            int64_t d);
+
+torch::Tensor attention_block(const torch::Tensor& x, const torch::Tensor& norm_scale,
+                              double eps, const torch::Tensor& qkv_weight,
+                              const c10::optional<torch::Tensor>& qkv_bias,
+                              const torch::Tensor& cos, const torch::Tensor& sin, int64_t heads,
+                              int64_t kv_heads, int64_t head_dim, torch::Tensor& cache_k,
+                              torch::Tensor& cache_v, torch::Tensor& cache_pos,
+                              const torch::Tensor& positions, bool ring,
+                              const torch::Tensor& sinks, int64_t window,
+                              const torch::Tensor& out_weight,
+                              const c10::optional<torch::Tensor>& out_bias);
+
+torch::Tensor moe_block(const torch::Tensor& x, const torch::Tensor& norm_scale, double eps,
+                        const torch::Tensor& gate_weight,
+                        const c10::optional<torch::Tensor>& gate_bias, int64_t top_k,
+                        const torch::Tensor& mlp1_blocks, const torch::Tensor& mlp1_scales,
+                        const torch::Tensor& mlp1_bias, const torch::Tensor& mlp2_blocks,
+                        const torch::Tensor& mlp2_scales, const torch::Tensor& mlp2_bias,
+                        double limit, bool exact);

@@ -138,9 +138,9 @@ namespace {
 // weights need no interleaving. The quantized path (int8 per block of 32, scale absmax / 127)
 // works on pairs of blocks, one 256-bit register each: per pair [even of block g, even of
 // g + 1, odd of g, odd of g + 1] (a last unpaired block: [even, odd]). Weights are unpacked
-// to unsigned codes w + 12 (0..24, what the unsigned operand of maddubs takes) and the offset
-// is taken back once per block: sum w x = sum (w + 12) x - 12 sum x. Each block's integer
-// dot product is exact, then scaled once by both blocks' scales.
+// to unsigned codes w + 12 (0..24, what the unsigned operand of maddubs takes); each block's
+// integer dot product is exact and is scaled once by both blocks' scales. The offset is
+// taken back per block, 8 blocks per multiply-add: sum w x = sum (w + 12) x - 12 sum x.
 
 constexpr int kMaxTokens = 4;  // tokens per pass over a weight row (accumulators in registers)
 constexpr int kRowsPerItem = 64;  // long stretches per thread: at 2 threads ~15% faster than 16
@@ -151,22 +151,20 @@ alignas(16) constexpr int8_t kOffsetCodes[16] = {12, 13, 14, 15, 16, 18, 20, 24,
 
 struct Activations {
   bool exact;
-  int64_t K, G, P;        // elements, blocks and block pairs per row
+  int64_t K, G;           // elements and blocks per row
   std::vector<float> f;   // exact: permuted fp32 [rows, K]
   std::vector<int8_t> q;  // quantized: int8 [rows, K], pair layout
-  // quantized, per row and pair, one 256-bit lane each: the two blocks' scales (4 copies
-  // each) and -12 x their sums (in the first int32 of each half).
-  std::vector<float> scale;
-  std::vector<int32_t> offset;
+  // quantized, per row and block: half its scale (a weight block's factor is then the power
+  // of two 2^(e - 127) of its E8M0 byte e) and that times -12 x the sum of its int8 values.
+  std::vector<float> scale, offset;
 
-  Activations(bool exact_, int64_t rows, int64_t K_)
-      : exact(exact_), K(K_), G(K_ / kBlock), P((K_ / kBlock + 1) / 2) {
+  Activations(bool exact_, int64_t rows, int64_t K_) : exact(exact_), K(K_), G(K_ / kBlock) {
     if (exact) {
       f.resize(rows * K);
     } else {
       q.resize(rows * K);
-      scale.resize(rows * P * 8);
-      offset.resize(rows * P * 8);
+      scale.resize(rows * G);
+      offset.resize(rows * G);
     }
   }
 
@@ -196,14 +194,14 @@ struct Activations {
         odd[j] = int8_t(std::nearbyint(b[2 * j + 1] * inv));
         sum += even[j] + odd[j];
       }
-      const int64_t lane = (row * P + g / 2) * 8 + (g % 2) * 4;
-      for (int j = 0; j < 4; ++j) {
-        scale[lane + j] = amax / 127.0f;
-        offset[lane + j] = j == 0 ? -kOffset * sum : 0;
-      }
+      scale[row * G + g] = amax / 127.0f * 0.5f;
+      offset[row * G + g] = scale[row * G + g] * float(-kOffset * sum);
     }
   }
 };
+
+// 2^(e - 127) for an E8M0 byte e.
+inline float weight_factor(uint8_t e) { return 2.0f * kFactors.value[e]; }
 
 // Dot products of one packed weight row (G blocks) with n <= kMaxTokens activation rows.
 // `ahead`: prefetch the weights that follow (on the first pass over a row only; later passes
@@ -211,40 +209,34 @@ struct Activations {
 template <int kN>
 void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
                    const int64_t* rows, float* out, bool ahead) {
-  const int64_t K = a.K, P = a.P;
+  const int64_t K = a.K;
 #ifdef __AVX2__
   const __m256i table = _mm256_broadcastsi128_si256(
       _mm_load_si128(reinterpret_cast<const __m128i*>(kOffsetCodes)));
   const __m256i mask = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
-  // Two accumulators per token, alternating by pair: a single-token pass would otherwise
-  // wait on the latency of one FMA chain.
-  __m256 acc[kN][2];
-  for (int i = 0; i < kN; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  // Blocks 2p and 2p + 1; `factor` holds their weight scales, 4 lanes each.
-  auto pair = [&](int64_t p, __m256 factor) {
+  // One token alone would wait on the latency of a single FMA chain: two accumulators then.
+  constexpr int kChains = kN == 1 ? 2 : 1;
+  __m256 acc[kN][kChains];
+  for (int i = 0; i < kN; ++i)
+    for (int c = 0; c < kChains; ++c) acc[i][c] = _mm256_setzero_ps();
+  // Blocks 2p and 2p + 1 against each token; scales[i] holds the two blocks' combined
+  // weight x activation scales for token i, 4 lanes each.
+  auto pair = [&](int64_t p, const __m256* scales) {
     const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + p * 32));
     const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(packed, mask));
     const __m256i hi =
         _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask));
     for (int i = 0; i < kN; ++i) {
       const int8_t* x = a.q.data() + rows[i] * K + p * 2 * kBlock;
-      const int64_t lane = (rows[i] * P + p) * 8;
       const __m256i even = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
       const __m256i odd = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kBlock));
       const __m256i pairs =
           _mm256_add_epi16(_mm256_maddubs_epi16(lo, even), _mm256_maddubs_epi16(hi, odd));
-      const __m256i sums = _mm256_add_epi32(
-          _mm256_madd_epi16(pairs, ones),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.offset.data() + lane)));
-      const __m256 scale = _mm256_mul_ps(factor, _mm256_loadu_ps(a.scale.data() + lane));
-      acc[i][p & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i][p & 1]);
+      const __m256i sums = _mm256_madd_epi16(pairs, ones);
+      acc[i][p % kChains] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scales[i], acc[i][p % kChains]);
     }
   };
-  // Weight scales of 4 pairs from 8 bytes at once: 2^(s - 128) is the float whose exponent
-  // field is s - 1 (s = 0 or 1, weights under 1e-37, become 0), instead of a table lookup
-  // and a broadcast per block.
-  const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
   int64_t p = 0;
   for (; p + 4 <= G / 2; p += 4) {
     // One thread streams at the memory latency's pace unless it asks ahead: the hardware
@@ -255,19 +247,40 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
       _mm_prefetch(reinterpret_cast<const char*>(wb + p * 32 + kPrefetchAhead + 64), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(ws + 2 * p + kPrefetchAhead / 16), _MM_HINT_T0);
     }
-    const __m256i bytes =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p)));
-    const __m256 factors = _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_max_epi32(_mm256_sub_epi32(bytes, one), zero), 23));
-    pair(p, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)));
-    pair(p + 1, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)));
-    pair(p + 2, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5)));
-    pair(p + 3, _mm256_permutevar8x32_ps(factors, _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7)));
+    // The 8 blocks' weight factors 2^(e - 127) at once: the floats whose exponent field is e
+    // (e = 0, a block of weights under 1e-38, reads as 0).
+    const __m256 factors = _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ws + 2 * p))), 23));
+    __m256 combined[kN], scales[kN];
+    for (int i = 0; i < kN; ++i) {
+      const int64_t at = rows[i] * G + 2 * p;
+      combined[i] = _mm256_mul_ps(factors, _mm256_loadu_ps(a.scale.data() + at));
+      // the offsets of all 8 blocks; lanes are summed at the end, so any accumulator will do
+      acc[i][0] = _mm256_fmadd_ps(factors, _mm256_loadu_ps(a.offset.data() + at), acc[i][0]);
+    }
+    for (int q = 0; q < 4; ++q) {
+      const __m256i lanes = _mm256_setr_epi32(2 * q, 2 * q, 2 * q, 2 * q, 2 * q + 1, 2 * q + 1,
+                                              2 * q + 1, 2 * q + 1);
+      for (int i = 0; i < kN; ++i) scales[i] = _mm256_permutevar8x32_ps(combined[i], lanes);
+      pair(p + q, scales);
+    }
   }
-  for (; p < G / 2; ++p)
-    pair(p, _mm256_set_m128(_mm_set1_ps(kFactors.value[ws[2 * p + 1]]),
-                            _mm_set1_ps(kFactors.value[ws[2 * p]])));
-  for (int i = 0; i < kN; ++i) out[i] = oss_agent::hsum(_mm256_add_ps(acc[i][0], acc[i][1]));
+  float tail[kN] = {};
+  for (; p < G / 2; ++p) {
+    const float f0 = weight_factor(ws[2 * p]), f1 = weight_factor(ws[2 * p + 1]);
+    __m256 scales[kN];
+    for (int i = 0; i < kN; ++i) {
+      const int64_t at = rows[i] * G + 2 * p;
+      scales[i] = _mm256_set_m128(_mm_set1_ps(f1 * a.scale[at + 1]), _mm_set1_ps(f0 * a.scale[at]));
+      tail[i] += f0 * a.offset[at] + f1 * a.offset[at + 1];
+    }
+    pair(p, scales);
+  }
+  for (int i = 0; i < kN; ++i) {
+    __m256 sum = acc[i][0];
+    for (int c = 1; c < kChains; ++c) sum = _mm256_add_ps(sum, acc[i][c]);
+    out[i] = oss_agent::hsum(sum) + tail[i];
+  }
   if (G % 2) {  // the last, unpaired block: the same on 128 bits
     const int64_t g = G - 1;
     const __m128i table128 = _mm256_castsi256_si128(table);
@@ -276,19 +289,16 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
     const __m128i lo = _mm_shuffle_epi8(table128, _mm_and_si128(packed, mask128));
     const __m128i hi =
         _mm_shuffle_epi8(table128, _mm_and_si128(_mm_srli_epi16(packed, 4), mask128));
-    const __m128 factor = _mm_set1_ps(kFactors.value[ws[g]]);
+    const float factor = weight_factor(ws[g]);
     for (int i = 0; i < kN; ++i) {
       const int8_t* x = a.q.data() + rows[i] * K + g * kBlock;
-      const int64_t lane = (rows[i] * P + g / 2) * 8;
       const __m128i even = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
       const __m128i odd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + kBlock / 2));
       const __m128i pairs = _mm_add_epi16(_mm_maddubs_epi16(lo, even), _mm_maddubs_epi16(hi, odd));
-      const __m128i sums = _mm_add_epi32(
-          _mm_madd_epi16(pairs, _mm256_castsi256_si128(ones)),
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.offset.data() + lane)));
-      const __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(sums),
-                                  _mm_mul_ps(factor, _mm_loadu_ps(a.scale.data() + lane)));
-      out[i] += oss_agent::hsum(v);
+      const __m128i sums = _mm_madd_epi16(pairs, _mm256_castsi256_si128(ones));
+      const int64_t at = rows[i] * G + g;
+      out[i] += oss_agent::hsum(_mm_cvtepi32_ps(sums)) * (factor * a.scale[at]) +
+                factor * a.offset[at];
     }
   }
 #else
@@ -303,7 +313,7 @@ void dot_quantized(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activa
         const uint8_t byte = wb[g * 16 + j];
         sum += kDoubled[byte & 15] * even[j] + kDoubled[byte >> 4] * odd[j];
       }
-      total += float(sum) * kFactors.value[ws[g]] * a.scale[(rows[i] * P + g / 2) * 8 + g % 2 * 4];
+      total += float(sum) * kFactors.value[ws[g]] * 2.0f * a.scale[rows[i] * G + g];
     }
     out[i] = total;
   }
@@ -523,4 +533,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention", &attention, "Grouped-query attention with sinks over cache cells (CPU)");
   m.def("rms_norm", &rms_norm, "RMSNorm of fp32 rows (CPU)");
   m.def("rope_", &rope_, "Half-split RoPE in place on fp32 heads (CPU)");
+  m.def("attention_block", &attention_block, "x + attention half of a block, cache updated (CPU)");
+  m.def("moe_block", &moe_block, "x + MoE half of a block: norm, router, experts (CPU)");
 }

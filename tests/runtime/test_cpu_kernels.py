@@ -8,14 +8,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from runtime_helpers import needs_kernel
+from runtime_helpers import needs_kernel, prompt
 
-from runtime import kernels
+from runtime import kernels, load_model
 from runtime.model import rotate
 from runtime.moe import swiglu
 from runtime.mxfp4 import dequantize
@@ -155,10 +156,11 @@ def int8_per_block(x: torch.Tensor) -> torch.Tensor:
 
 
 @needs_kernel
-@pytest.mark.parametrize("hidden", [96, 128])
+@pytest.mark.parametrize("hidden", [96, 128, 608])
 def test_quantized_moe_layer_is_exact_on_int8_activations(hidden):
     """The int8 path's only approximation is rounding the activations (odd and even block
-    counts: blocks are taken in pairs)."""
+    counts: blocks are taken in pairs, and 8 at a time where there are enough: 608 is 19
+    blocks, two runs of 8, one pair and one block)."""
     generator = torch.Generator().manual_seed(hidden)
     tokens, intermediate = 6, 96
     packed = random_experts(8, hidden, intermediate, generator)
@@ -184,6 +186,46 @@ def test_moe_layer_kernel_rejects_an_expert_index_out_of_range():
         kernels.moe_experts(
             torch.zeros(1, 32), torch.tensor([[2]]), torch.ones(1, 1), packed, 7.0, True
         )
+
+
+def cached_steps(model, tokens: list[int], decode: int) -> torch.Tensor:
+    """The logits of a chunked prefill and of each greedy decode step after it."""
+    with torch.no_grad():
+        model._ensure_caches(len(tokens) + decode)
+        logits = [model._prefill(tokens)]
+        for _ in range(decode):
+            logits.append(model._decode_next(int(logits[-1].argmax())))
+    return torch.stack(logits)
+
+
+@needs_kernel
+def test_cached_steps_run_each_block_half_as_one_kernel_call_like_the_pytorch_path(
+    tiny_original, monkeypatch
+):
+    """Chunked prefill (a ring layer's chunk of several tokens is the one case left to the
+    separate calls) and decode past the sliding window: the fp32 logits of every step are
+    the PyTorch path's."""
+    model = load_model(tiny_original, dtype=torch.float32)
+    model.prefill_chunk = 7
+    calls = Counter()
+    for name in ("attention_block", "moe_block"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(
+            kernels, name, lambda *a, real=real, name=name: calls.update([name]) or real(*a)
+        )
+    tokens, decode = prompt(20, seed=3), 8  # window 16: positions 20-27 wrap the rings
+    fused = cached_steps(model, tokens, decode)
+    layers = model.config.num_hidden_layers
+    sliding = sum(model.config.is_sliding(n) for n in range(layers))
+    chunks = math.ceil(len(tokens) / 7)
+    assert calls == {
+        "attention_block": (layers - sliding) * chunks + layers * decode,
+        "moe_block": layers * (chunks + decode),
+    }
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    model.reset()
+    reference = cached_steps(model, tokens, decode)
+    torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-4 * reference.abs().max())
 
 
 def spin_count_after(code: str, **env: str) -> str:

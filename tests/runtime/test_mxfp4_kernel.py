@@ -82,8 +82,8 @@ def test_cpu_forward_runs_each_moe_layer_as_one_kernel_call_like_the_pytorch_pat
     model = load_model(tiny_original, dtype=dtype)
     assert model.transformer.blocks[0].mlp.cache is None  # no unpacked copies by default
     calls = []
-    real = kernels.moe_experts
-    monkeypatch.setattr(kernels, "moe_experts", lambda *a: calls.append(1) or real(*a))
+    real = kernels.moe_block
+    monkeypatch.setattr(kernels, "moe_block", lambda *a: calls.append(1) or real(*a))
     tokens = prompt(40)  # 40 tokens over 8 experts: several tokens per expert and pass
     fused = model.logits(tokens)
     assert len(calls) == len(model.transformer.blocks)

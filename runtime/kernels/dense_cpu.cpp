@@ -139,57 +139,110 @@ inline float load(const KV* p, int64_t i) {
   }
 }
 
-// One query head against the visible keys: softmax over [scores, sink], sink dropped.
+// One cached key or value row widened to fp32 (bf16 is the top half of an fp32).
 template <typename KV>
-void attend_one(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
-                int64_t S, int64_t stride, int64_t d, int64_t position, int64_t window, float sink,
-                float scale, float* scores, float* out) {
-  float top = sink;
+inline void widen(const KV* __restrict__ row, int64_t d, float* __restrict__ out) {
+  for (int64_t i = 0; i < d; ++i) out[i] = load(row, i);
+}
+
+inline float dot(const float* __restrict__ a, const float* __restrict__ b, int64_t d) {
+  int64_t i = 0;
+  float sum = 0.0f;
+#ifdef __AVX2__
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; i + 16 <= d; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  sum = oss_agent::hsum(_mm256_add_ps(acc0, acc1));
+#endif
+  for (; i < d; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+inline void add_scaled(const float* __restrict__ row, float weight, int64_t d,
+                       float* __restrict__ out) {
+  for (int64_t i = 0; i < d; ++i) out[i] += weight * row[i];
+}
+
+// Per-thread buffers of attend_heads, reused across its calls.
+struct Scratch {
+  std::vector<float> row, scores;  // one widened row; [visible keys, heads]
+  std::vector<int64_t> visible;    // the cache slots the query sees
+};
+
+// One query against the visible cache cells, for the query heads of KV heads [kv0, kv1):
+// softmax over [scores, sink] per head, sink dropped. Cells are read slot by slot, each
+// slot's rows for these KV heads side by side in memory and widened once for their group;
+// (head by head, a long cache was read in 1 KiB strides and eight times over.)
+template <typename KV>
+void attend_heads(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
+                  int64_t S, int64_t KVH, int64_t d, int64_t group, int64_t kv0, int64_t kv1,
+                  int64_t position, int64_t window, const float* sinks, float scale,
+                  Scratch& scratch, float* out) {
+  const int64_t heads = (kv1 - kv0) * group, stride = KVH * d;
+  scratch.row.resize(d);
+  scratch.visible.resize(S);
+  int64_t n = 0;
   for (int64_t s = 0; s < S; ++s) {
     const int64_t p = key_pos[s];
-    if (p < 0 || p > position || (window > 0 && p <= position - window)) {
-      scores[s] = -std::numeric_limits<float>::infinity();
-      continue;
+    if (p >= 0 && p <= position && (window <= 0 || p > position - window))
+      scratch.visible[n++] = s;
+  }
+  scratch.scores.resize(std::max<int64_t>(n, 1) * heads);
+  float* row = scratch.row.data();
+  float* scores = scratch.scores.data();
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t kv = kv0; kv < kv1; ++kv) {
+      widen(keys + scratch.visible[j] * stride + kv * d, d, row);
+      for (int64_t g = 0; g < group; ++g) {
+        const int64_t h = (kv - kv0) * group + g;
+        scores[j * heads + h] = dot(q + h * d, row, d) * scale;
+      }
     }
-    const KV* k = keys + s * stride;
-    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    for (; i + 8 <= d; i += 8)
-      for (int j = 0; j < 8; ++j) part[j] += q[i + j] * load(k, i + j);
-    float dot = 0.0f;
-    for (; i < d; ++i) dot += q[i] * load(k, i);
-    for (int j = 0; j < 8; ++j) dot += part[j];
-    scores[s] = dot * scale;
-    top = std::max(top, scores[s]);
+  for (int64_t h = 0; h < heads; ++h) {
+    float top = sinks[h];
+    for (int64_t j = 0; j < n; ++j) top = std::max(top, scores[j * heads + h]);
+    float total = std::exp(sinks[h] - top);
+    for (int64_t j = 0; j < n; ++j) {
+      scores[j * heads + h] = std::exp(scores[j * heads + h] - top);
+      total += scores[j * heads + h];
+    }
+    const float inverse = 1.0f / total;
+    for (int64_t j = 0; j < n; ++j) scores[j * heads + h] *= inverse;
   }
-  float total = std::exp(sink - top);
-  for (int64_t i = 0; i < d; ++i) out[i] = 0.0f;
-  for (int64_t s = 0; s < S; ++s) {
-    if (scores[s] == -std::numeric_limits<float>::infinity()) continue;
-    const float weight = std::exp(scores[s] - top);
-    total += weight;
-    const KV* v = values + s * stride;
-    for (int64_t i = 0; i < d; ++i) out[i] += weight * load(v, i);
-  }
-  const float inv = 1.0f / total;
-  for (int64_t i = 0; i < d; ++i) out[i] *= inv;
+  std::fill(out, out + heads * d, 0.0f);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t kv = kv0; kv < kv1; ++kv) {
+      widen(values + scratch.visible[j] * stride + kv * d, d, row);
+      for (int64_t g = 0; g < group; ++g) {
+        const int64_t h = (kv - kv0) * group + g;
+        add_scaled(row, scores[j * heads + h], d, out + h * d);
+      }
+    }
 }
 
 template <typename KV>
 void attention_all(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
-                   const int64_t* positions, const oss_agent::Floats& sinks, int64_t T,
-                   int64_t H, int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
-  const int64_t group = H / KVH, stride = KVH * d;
+                   const int64_t* positions, const float* sinks, int64_t T, int64_t H,
+                   int64_t KVH, int64_t S, int64_t d, int64_t window, float* out) {
+  const int64_t group = H / KVH;
   const float scale = 1.0f / std::sqrt(float(d));
+  const bool parallel = T * H * S * d >= kAttentionParallelMin;
+  // Work items: a query's KV heads split in parts, enough parts for every thread to get one.
+  const int64_t threads = parallel ? at::get_num_threads() : 1;
+  const int64_t parts = std::min(KVH, std::max<int64_t>(1, threads / T));
   // Decode attention is small next to the projections around it: one thread, no barrier.
-#pragma omp parallel num_threads(at::get_num_threads()) if (T * H * S * d >= kAttentionParallelMin)
+#pragma omp parallel num_threads(at::get_num_threads()) if (parallel)
   {
-    std::vector<float> scores(std::max<int64_t>(S, 1));
+    Scratch scratch;
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < T * H; ++i) {
-      const int64_t t = i / H, h = i % H, kv = h / group;
-      attend_one(q + i * d, keys + kv * d, values + kv * d, key_pos, S, stride, d, positions[t],
-                 window, sinks[h], scale, scores.data(), out + i * d);
+    for (int64_t i = 0; i < T * parts; ++i) {
+      const int64_t t = i / parts, part = i % parts;
+      const int64_t kv0 = part * KVH / parts, kv1 = (part + 1) * KVH / parts;
+      const int64_t h0 = kv0 * group;
+      attend_heads(q + (t * H + h0) * d, keys, values, key_pos, S, KVH, d, group, kv0, kv1,
+                   positions[t], window, sinks + h0, scale, scratch, out + (t * H + h0) * d);
     }
   }
 }
@@ -216,16 +269,18 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
   const torch::Tensor kp = key_pos.to(torch::kLong).contiguous();
   const torch::Tensor pos = positions.to(torch::kLong).contiguous();
   const torch::Tensor sk = oss_agent::fp32_or_bf16(sinks);
-  const oss_agent::Floats sink_values(sk);
+  const oss_agent::Floats sink_floats(sk);
+  std::vector<float> sink_values(H);
+  for (int64_t h = 0; h < H; ++h) sink_values[h] = sink_floats[h];
   torch::Tensor out = torch::empty({T, H * d}, qf.options());
   if (k.scalar_type() == torch::kBFloat16) {
     attention_all(qf.data_ptr<float>(), k.data_ptr<at::BFloat16>(),
                   v.data_ptr<at::BFloat16>(), kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(),
-                  sink_values, T, H, KVH, S, d, window, out.data_ptr<float>());
+                  sink_values.data(), T, H, KVH, S, d, window, out.data_ptr<float>());
   } else {
     TORCH_CHECK(k.scalar_type() == torch::kFloat, "attention: keys must be fp32 or bf16");
     attention_all(qf.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
-                  kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(), sink_values, T, H,
+                  kp.data_ptr<int64_t>(), pos.data_ptr<int64_t>(), sink_values.data(), T, H,
                   KVH, S, d, window, out.data_ptr<float>());
   }
   return out;

@@ -96,6 +96,30 @@ def test_attention_over_cache_cells_matches_softmax_with_sinks(window, dtype):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+def test_decode_attention_over_a_long_cache_matches_with_kv_heads_split_over_threads(threads):
+    """Past ~4M multiply-adds one query's KV heads are split between threads; each part
+    reads the cache slot by slot."""
+    generator = torch.Generator().manual_seed(threads)
+    heads, kv_heads, d, cells = 16, 4, 64, 4200
+    q = torch.randn(1, heads, d, generator=generator)
+    keys = torch.randn(cells, kv_heads, d, generator=generator).bfloat16()
+    values = torch.randn(cells, kv_heads, d, generator=generator).bfloat16()
+    key_pos = torch.arange(cells)
+    key_pos[cells - 1] = -1  # the newest cell is still empty
+    positions = torch.tensor([cells - 2])
+    sinks = torch.randn(heads, generator=generator)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = kernels.attention(q, keys, values, key_pos, positions, sinks, None)
+    finally:
+        torch.set_num_threads(before)
+    expected = reference_attention(q, keys, values, key_pos, positions, sinks, None)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
 def random_experts(experts: int, hidden: int, intermediate: int, generator):
     def packed(rows: int, cols: int):
         shape = (experts, rows, cols // 32)

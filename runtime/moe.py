@@ -18,7 +18,6 @@ from runtime import kernels
 from runtime.mxfp4 import dequantize
 
 SWIGLU_ALPHA = 1.702
-PACKED = ("mlp1_blocks", "mlp1_scales", "mlp1_bias", "mlp2_blocks", "mlp2_scales", "mlp2_bias")
 
 
 def swiglu(h: torch.Tensor, limit: float) -> torch.Tensor:
@@ -75,7 +74,7 @@ class MoE(torch.nn.Module):
         self.gate = gate
         self.top_k = top_k
         self.swiglu_limit = swiglu_limit
-        for name, tensor in experts.items():  # PACKED: blocks and scales (uint8), biases
+        for name, tensor in experts.items():  # kernels.PACKED: blocks and scales (uint8), biases
             self.register_buffer(name, tensor, persistent=False)
         self.cache: ExpertCache | None = None
 
@@ -84,7 +83,7 @@ class MoE(torch.nn.Module):
         with static shapes (decode under torch.compile / CUDA graphs); otherwise each
         expert any token chose is unpacked once."""
         if self.packed_experts and x.dtype == torch.float32 and kernels.serve(x):
-            packed = {name: getattr(self, name) for name in PACKED}
+            packed = {name: getattr(self, name) for name in kernels.PACKED}
             exact = self.mlp1_bias.dtype == torch.float32
             gate = (self.gate.weight, self.gate.bias)
             eps = self.norm.eps

@@ -45,6 +45,9 @@ SOURCES = (
 HEADERS = (HERE / "cpu_kernels.h",)
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
+# A MoE layer's packed experts, as named in checkpoints, in the order the C++ kernels take
+# them: MXFP4 blocks and scales (uint8) and biases of mlp1, then of mlp2.
+PACKED = ("mlp1_blocks", "mlp1_scales", "mlp1_bias", "mlp2_blocks", "mlp2_scales", "mlp2_bias")
 # What a first build took on a 2-core machine; said before it starts, so nobody waits blind.
 BUILD_MINUTES = "1-2"
 
@@ -301,5 +304,4 @@ def moe_block(
 
 def _packed(packed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """The experts' packed tensors in the order the C++ signatures take them."""
-    names = ("mlp1_blocks", "mlp1_scales", "mlp1_bias", "mlp2_blocks", "mlp2_scales", "mlp2_bias")
-    return tuple(packed[name] for name in names)
+    return tuple(packed[name] for name in PACKED)

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_kernels.h"
@@ -144,43 +145,93 @@ inline void widen(const KV* __restrict__ row, int64_t d, float* __restrict__ out
   for (int64_t i = 0; i < d; ++i) out[i] = load(row, i);
 }
 
-inline float dot(const float* __restrict__ a, const float* __restrict__ b, int64_t d) {
+constexpr int kSlots = 4;  // cache slots per step: each query row load feeds 4 FMAs
+template <int kR>
+using Slots = std::integral_constant<int, kR>;  // a slot count, as a lambda's argument
+
+// out[r] = q . rows[r] (rows [kR, d], one after the other) for kR <= kSlots rows.
+template <int kR>
+inline void dots(const float* __restrict__ q, const float* __restrict__ rows, int64_t d,
+                 float* __restrict__ out) {
   int64_t i = 0;
-  float sum = 0.0f;
+  for (int r = 0; r < kR; ++r) out[r] = 0.0f;
 #ifdef __AVX2__
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (; i + 16 <= d; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  __m256 acc[kR];
+  for (int r = 0; r < kR; ++r) acc[r] = _mm256_setzero_ps();
+  for (; i + 8 <= d; i += 8) {
+    const __m256 qi = _mm256_loadu_ps(q + i);
+    for (int r = 0; r < kR; ++r)
+      acc[r] = _mm256_fmadd_ps(qi, _mm256_loadu_ps(rows + r * d + i), acc[r]);
   }
-  sum = oss_agent::hsum(_mm256_add_ps(acc0, acc1));
+  if constexpr (kR == 4) {  // four sums reduced together: [sum 0, sum 1, sum 2, sum 3]
+    const __m256 sums =
+        _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(sums), _mm256_extractf128_ps(sums, 1)));
+  } else {
+    for (int r = 0; r < kR; ++r) out[r] = oss_agent::hsum(acc[r]);
+  }
 #endif
-  for (; i < d; ++i) sum += a[i] * b[i];
-  return sum;
+  for (; i < d; ++i)
+    for (int r = 0; r < kR; ++r) out[r] += q[i] * rows[r * d + i];
 }
 
-inline void add_scaled(const float* __restrict__ row, float weight, int64_t d,
-                       float* __restrict__ out) {
-  for (int64_t i = 0; i < d; ++i) out[i] += weight * row[i];
+// out += sum_r weights[r] x rows[r] (rows [kR, d]): one load and store of out per kR rows.
+template <int kR>
+inline void add_weighted(const float* __restrict__ rows, const float* weights, int64_t d,
+                         float* __restrict__ out) {
+  for (int64_t i = 0; i < d; ++i) {
+    float sum = out[i];
+    for (int r = 0; r < kR; ++r) sum += weights[r] * rows[r * d + i];
+    out[i] = sum;
+  }
+}
+
+// exp(x[i] - shift[i]) for n values, where x[i] - shift[i] <= 0 (softmax after its max):
+// 8 at a time as 2^k e^r, |r| <= ln 2 / 2, e^r by its Taylor series to r^7 (relative error
+// under 1e-8 there, so the result is within float rounding of std::exp). Below -87.3 the
+// result would be subnormal and is 0, like a softmax weight that small in fp32.
+void exp_shifted(const float* __restrict__ x, const float* __restrict__ shift, int64_t n,
+                 float* __restrict__ out) {
+  int64_t i = 0;
+#ifdef __AVX2__
+  const __m256 floor = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504f);
+  const __m256 ln2_hi = _mm256_set1_ps(0.693145752f), ln2_lo = _mm256_set1_ps(1.42860677e-6f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(shift + i));
+    const __m256 kept = _mm256_cmp_ps(v, floor, _CMP_GE_OQ);
+    const __m256 k = _mm256_round_ps(_mm256_mul_ps(_mm256_max_ps(v, floor), log2e),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, ln2_hi, _mm256_max_ps(v, floor));
+    r = _mm256_fnmadd_ps(k, ln2_lo, r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
+      p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    const __m256i power = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    _mm256_storeu_ps(out + i, _mm256_and_ps(kept, _mm256_mul_ps(p, _mm256_castsi256_ps(power))));
+  }
+#endif
+  for (; i < n; ++i) out[i] = std::exp(x[i] - shift[i]);
 }
 
 // Per-thread buffers of attend_heads, reused across its calls.
 struct Scratch {
-  std::vector<float> row, scores;  // one widened row; [visible keys, heads]
-  std::vector<int64_t> visible;    // the cache slots the query sees
+  std::vector<float> rows, scores;  // kSlots widened rows [kSlots, d]; [visible keys, heads]
+  std::vector<float> top, total;    // per head: the largest score (or sink), the softmax sum
+  std::vector<int64_t> visible;     // the cache slots the query sees
 };
 
 // One query against the visible cache cells, for the query heads of KV heads [kv0, kv1):
-// softmax over [scores, sink] per head, sink dropped. Cells are read slot by slot, each
-// slot's rows for these KV heads side by side in memory and widened once for their group;
-// (head by head, a long cache was read in 1 KiB strides and eight times over.)
+// softmax over [scores, sink] per head, sink dropped. Cells are read kSlots slots at a time,
+// each slot's rows for these KV heads side by side in memory and widened once for their
+// group (head by head, a long cache was read in 1 KiB strides and eight times over).
 template <typename KV>
 void attend_heads(const float* q, const KV* keys, const KV* values, const int64_t* key_pos,
                   int64_t S, int64_t KVH, int64_t d, int64_t group, int64_t kv0, int64_t kv1,
                   int64_t position, int64_t window, const float* sinks, float scale,
                   Scratch& scratch, float* out) {
   const int64_t heads = (kv1 - kv0) * group, stride = KVH * d;
-  scratch.row.resize(d);
+  scratch.rows.resize(kSlots * d);
   scratch.visible.resize(S);
   int64_t n = 0;
   for (int64_t s = 0; s < S; ++s) {
@@ -189,36 +240,58 @@ void attend_heads(const float* q, const KV* keys, const KV* values, const int64_
       scratch.visible[n++] = s;
   }
   scratch.scores.resize(std::max<int64_t>(n, 1) * heads);
-  float* row = scratch.row.data();
+  float* rows = scratch.rows.data();
   float* scores = scratch.scores.data();
-  for (int64_t j = 0; j < n; ++j)
+  // kR slots' rows for KV head kv, widened side by side into `rows`.
+  auto widen_rows = [&](const KV* cache, int64_t j, int kR, int64_t kv) {
+    for (int r = 0; r < kR; ++r)
+      widen(cache + scratch.visible[j + r] * stride + kv * d, d, rows + r * d);
+  };
+  auto score_slots = [&](auto slots, int64_t j) {
+    constexpr int kR = decltype(slots)::value;
+    float sums[kR];
     for (int64_t kv = kv0; kv < kv1; ++kv) {
-      widen(keys + scratch.visible[j] * stride + kv * d, d, row);
+      widen_rows(keys, j, kR, kv);
       for (int64_t g = 0; g < group; ++g) {
         const int64_t h = (kv - kv0) * group + g;
-        scores[j * heads + h] = dot(q + h * d, row, d) * scale;
+        dots<kR>(q + h * d, rows, d, sums);
+        for (int r = 0; r < kR; ++r) scores[(j + r) * heads + h] = sums[r] * scale;
       }
     }
-  for (int64_t h = 0; h < heads; ++h) {
-    float top = sinks[h];
-    for (int64_t j = 0; j < n; ++j) top = std::max(top, scores[j * heads + h]);
-    float total = std::exp(sinks[h] - top);
-    for (int64_t j = 0; j < n; ++j) {
-      scores[j * heads + h] = std::exp(scores[j * heads + h] - top);
-      total += scores[j * heads + h];
-    }
-    const float inverse = 1.0f / total;
-    for (int64_t j = 0; j < n; ++j) scores[j * heads + h] *= inverse;
+  };
+  int64_t j = 0;
+  for (; j + kSlots <= n; j += kSlots) score_slots(Slots<kSlots>{}, j);
+  for (; j < n; ++j) score_slots(Slots<1>{}, j);
+  // Softmax over [scores, sink] per head, every pass along a key's row of heads; the weights
+  // stay unnormalized and each head's output is divided by its sum at the end.
+  float* top = (scratch.top.assign(sinks, sinks + heads), scratch.top.data());
+  for (j = 0; j < n; ++j)
+    for (int64_t h = 0; h < heads; ++h) top[h] = std::max(top[h], scores[j * heads + h]);
+  float* total = (scratch.total.resize(heads), scratch.total.data());
+  exp_shifted(sinks, top, heads, total);
+  for (j = 0; j < n; ++j) {
+    exp_shifted(scores + j * heads, top, heads, scores + j * heads);
+    for (int64_t h = 0; h < heads; ++h) total[h] += scores[j * heads + h];
   }
   std::fill(out, out + heads * d, 0.0f);
-  for (int64_t j = 0; j < n; ++j)
+  auto add_slots = [&](auto slots, int64_t j) {
+    constexpr int kR = decltype(slots)::value;
+    float weights[kR];
     for (int64_t kv = kv0; kv < kv1; ++kv) {
-      widen(values + scratch.visible[j] * stride + kv * d, d, row);
+      widen_rows(values, j, kR, kv);
       for (int64_t g = 0; g < group; ++g) {
         const int64_t h = (kv - kv0) * group + g;
-        add_scaled(row, scores[j * heads + h], d, out + h * d);
+        for (int r = 0; r < kR; ++r) weights[r] = scores[(j + r) * heads + h];
+        add_weighted<kR>(rows, weights, d, out + h * d);
       }
     }
+  };
+  for (j = 0; j + kSlots <= n; j += kSlots) add_slots(Slots<kSlots>{}, j);
+  for (; j < n; ++j) add_slots(Slots<1>{}, j);
+  for (int64_t h = 0; h < heads; ++h) {
+    const float inverse = 1.0f / total[h];
+    for (int64_t i = 0; i < d; ++i) out[h * d + i] *= inverse;
+  }
 }
 
 template <typename KV>

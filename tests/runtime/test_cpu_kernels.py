@@ -120,6 +120,25 @@ def test_decode_attention_over_a_long_cache_matches_with_kv_heads_split_over_thr
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
 
 
+@needs_kernel
+def test_attention_weights_keep_float_precision_across_the_whole_exp_range():
+    """Each value row is one-hot, so the output is the softmax weights themselves: scores
+    from 0 down to -190 (past fp32's smallest normal) against a sink, 12 heads (8 take the
+    vector exp, 4 the scalar one). Weights under ~1e-38 may be 0."""
+    heads, kv_heads, d = 12, 3, 64
+    keys = torch.zeros(d, kv_heads, d)
+    keys[:, :, 0] = torch.arange(d, dtype=torch.float32)[:, None]
+    values = torch.eye(d)[:, None, :].expand(d, kv_heads, d).contiguous()
+    q = torch.zeros(1, heads, d)
+    q[0, :, 0] = -math.sqrt(d) * torch.linspace(0.5, 3.0, heads)  # score of key s: -s x slope
+    sinks = torch.linspace(-2.0, 2.0, heads)
+    key_pos, positions = torch.arange(d), torch.tensor([d - 1])
+    out = kernels.attention(q, keys, values, key_pos, positions, sinks, None)
+    expected = reference_attention(q, keys, values, key_pos, positions, sinks, None)
+    assert expected.min() == 0 and (expected[expected > 0].min() < 1e-38)  # the range is covered
+    torch.testing.assert_close(out, expected, rtol=2e-6, atol=2e-38)
+
+
 def random_experts(experts: int, hidden: int, intermediate: int, generator):
     def packed(rows: int, cols: int):
         shape = (experts, rows, cols // 32)

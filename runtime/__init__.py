@@ -44,6 +44,7 @@ def load_model(
     compile: bool | None = None,
     max_context: int | None = None,
     expert_cache_gb: float | None = None,
+    huge_pages: bool = True,
 ) -> LocalModel:
     """Load a gpt-oss checkpoint folder (original or Hugging Face layout, detected), or
     "nano": the small demo model bundled with the package (runtime.nano).
@@ -51,7 +52,9 @@ def load_model(
     Computes in bf16 unless `dtype` says otherwise. `compile` (default: on CUDA) runs decode
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
     `expert_cache_gb` keeps recently unpacked experts: default 0 when the C++ kernels build
-    (they read packed experts directly), else 2.
+    (they read packed experts directly), else 2. Also on the CPU, `huge_pages` copies the
+    weights read every token into 2 MiB pages where Linux offers them: decode ~5% faster,
+    at a load-time copy (runtime.huge_pages).
     """
     import torch
 
@@ -80,7 +83,7 @@ def load_model(
 
         expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
     model = LocalModel(
-        build(checkpoint, dtype, device),
+        build(checkpoint, dtype, device, huge_pages=huge_pages),
         static=device.type == "cuda",
         compile=compile,
         max_context=max_context,

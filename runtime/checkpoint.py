@@ -1,7 +1,8 @@
 """Checkpoint folders on disk: layout detection, lazy (mmap) tensor access, validation.
 
 Tensors are views into a private memory map of each safetensors file, so nothing is read
-until it is used and the packed experts never need a second copy in RAM.
+until it is used and the packed experts never need a second copy in RAM: a view that is
+copied elsewhere (into huge pages, to a GPU) gives its pages back with `release`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from runtime import huge_pages
 from runtime.config import ConfigError, ModelConfig
 
 DTYPES = {
@@ -154,6 +156,19 @@ class Checkpoint:
             return torch.empty(info.shape, dtype=dtype)
         flat = torch.frombuffer(self._map(info.file), dtype=dtype, count=count, offset=info.start)
         return flat.view(info.shape)
+
+    def release(self, view: torch.Tensor) -> None:
+        """Drop the file pages under `view` (from `get`) from this process, once its data has
+        been copied: they leave its resident memory and stay in the page cache (reading the
+        view again faults them back in). Other tensors are left alone."""
+        start = view.data_ptr()
+        for region in self._maps.values():
+            offset = start - huge_pages.address(region)
+            if 0 <= offset < len(region):
+                first = offset // mmap.PAGESIZE * mmap.PAGESIZE
+                end = min(len(region), offset + view.nbytes)
+                region.madvise(mmap.MADV_DONTNEED, first, end - first)
+                return
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -1,13 +1,16 @@
 """Build the Transformer from a checkpoint folder of either layout.
 
-Names and shapes are checked tensor by tensor; experts stay packed uint8 views of the file
-on the CPU (copied packed to a GPU), everything else is cast to the compute dtype.
+Names and shapes are checked tensor by tensor; experts stay packed uint8 (copied packed to
+a GPU), everything else is cast to the compute dtype. With `huge_pages`, the weights the CPU
+reads whole every token (projections, experts, unembedding) are copied into huge pages; the
+rest stay views of the file.
 """
 
 from __future__ import annotations
 
 import torch
 
+from runtime import huge_pages
 from runtime.checkpoint import Checkpoint, CheckpointError
 from runtime.config import ModelConfig
 from runtime.model import Attention, Block, RMSNorm, Transformer
@@ -88,8 +91,10 @@ def check_tensors(checkpoint: Checkpoint) -> None:
 class _Reader:
     """Reads tensors by our names from either layout, checking shapes."""
 
-    def __init__(self, checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device):
-        self.checkpoint, self.dtype, self.device = checkpoint, dtype, device
+    def __init__(
+        self, checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device, huge: bool = False
+    ):
+        self.checkpoint, self.dtype, self.device, self.huge = checkpoint, dtype, device, huge
         self.shapes = tensor_shapes(checkpoint.config)
 
     def raw(self, name: str) -> torch.Tensor:
@@ -100,7 +105,11 @@ class _Reader:
         return self.checkpoint.get(hf_name(name), self.shapes[name])
 
     def _hf_qkv(self, name: str) -> torch.Tensor:
-        return torch.cat(self.hf_qkv_parts(name))
+        parts = self.hf_qkv_parts(name)
+        fused = torch.cat(parts)
+        for part in parts:
+            self.checkpoint.release(part)  # copied into `fused`
+        return fused
 
     def hf_qkv_parts(self, name: str) -> list[torch.Tensor]:
         config = self.checkpoint.config
@@ -123,17 +132,31 @@ class _Reader:
         tensor = self.raw(name)
         if tensor.dtype != torch.uint8:
             raise CheckpointError(f"{self.checkpoint.path}: '{name}' must be uint8 (MXFP4)")
-        return tensor.to(self.device)
+        return self.streamed(tensor.to(self.device))
+
+    def streamed(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A weight the kernels read whole every token: on the CPU, moved into huge pages
+        (see `runtime.huge_pages`), the file's pages under it given back."""
+        if not (self.huge and huge_pages.worth_moving(tensor)):
+            return tensor
+        moved = huge_pages.copy(tensor)
+        if isinstance(self.checkpoint, Checkpoint):
+            self.checkpoint.release(tensor)
+        return moved
 
 
-def build(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device) -> Transformer:
+def build(
+    checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device, *, huge_pages: bool = False
+) -> Transformer:
     config = checkpoint.config
-    read = _Reader(checkpoint, dtype, device)
+    read = _Reader(checkpoint, dtype, device, huge_pages)
 
     def linear(prefix: str, dtype: torch.dtype = dtype) -> torch.nn.Linear:
         layer = torch.nn.Linear(1, 1, device="meta")
         for part in ("weight", "bias"):
             tensor = read.raw(f"{prefix}.{part}").to(device=device, dtype=dtype)
+            if part == "weight":
+                tensor = read.streamed(tensor)
             setattr(layer, part, torch.nn.Parameter(tensor, requires_grad=False))
         return layer
 
@@ -173,5 +196,5 @@ def build(checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device) -> T
         read("embedding.weight"),
         blocks,
         norm("norm.scale"),
-        read("unembedding.weight"),
+        read.streamed(read("unembedding.weight")),
     )

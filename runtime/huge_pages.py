@@ -1,0 +1,55 @@
+"""Weights the CPU kernels read whole every token, copied into 2 MiB pages.
+
+Streaming a matrix through 4 KiB pages costs a page-table walk per page, and the hardware
+prefetchers stop at every page boundary; in a transparent huge page both happen once per
+2 MiB. On a 2-core EPYC, one process, alternating calls on the same weights: the MoE
+experts of a decode step read ~10% faster, bf16 projections ~11%.
+
+Linux only: where transparent huge pages are off or missing, weights stay where they are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from pathlib import Path
+
+import torch
+
+SIZE = 2 << 20  # one huge page
+SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def enabled() -> bool:
+    """Whether this kernel hands out huge pages to memory that asks for them."""
+    try:
+        setting = SETTING.read_text()
+    except OSError:
+        return False
+    return "[never]" not in setting and hasattr(mmap, "MADV_HUGEPAGE")
+
+
+def worth_moving(tensor: torch.Tensor) -> bool:
+    """A CPU tensor of at least one huge page, when huge pages are on."""
+    return tensor.device.type == "cpu" and tensor.nbytes >= SIZE and enabled()
+
+
+def copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of `tensor` in anonymous memory advised for huge pages and starting
+    on a 2 MiB boundary (the map is one huge page longer than the data to allow for that)."""
+    region = mmap.mmap(-1, tensor.nbytes + SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    region.madvise(mmap.MADV_HUGEPAGE)
+    skip = -address(region) % SIZE
+    moved = torch.frombuffer(region, dtype=torch.uint8, count=tensor.nbytes, offset=skip)
+    moved = moved.view(tensor.dtype).view(tensor.shape)
+    moved.copy_(tensor)
+    return moved
+
+
+def address(region: mmap.mmap) -> int:
+    """Where a memory map starts in this process."""
+    anchor = ctypes.c_char.from_buffer(region)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor  # a live export would keep the map from ever closing

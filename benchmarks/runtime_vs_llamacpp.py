@@ -271,13 +271,17 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     checkpoint, gguf = prepare(args.cache, args.preset, args.tiktoken)
     llama = llama_python(args.venv, args.wheel)
-    # Rounds alternate the sides, so both meet the same load on a shared machine; each side
-    # process measures `repeats` times after a warm-up.
+    # Rounds alternate the sides, and which side goes first, so both meet the same load on a
+    # shared machine; each side process measures `repeats` times after a warm-up.
     rounds = []
     for number in range(args.rounds):
         read = run_side(Path(sys.executable), "bandwidth", args)["read_gb_s"]
-        ours = run_side(Path(sys.executable), "ours", args, checkpoint=checkpoint)
-        theirs = run_side(llama, "llamacpp", args, gguf=gguf)
+        if number % 2:
+            theirs = run_side(llama, "llamacpp", args, gguf=gguf)
+            ours = run_side(Path(sys.executable), "ours", args, checkpoint=checkpoint)
+        else:
+            ours = run_side(Path(sys.executable), "ours", args, checkpoint=checkpoint)
+            theirs = run_side(llama, "llamacpp", args, gguf=gguf)
         rounds.append({"read": read, "ours": ours, "llama.cpp": theirs})
         print(
             f"round {number + 1}: read {read:.1f} GB/s; decode ours {ours['decode_tok_s']:.2f}, "

@@ -34,16 +34,15 @@ def worth_moving(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.nbytes >= SIZE and enabled()
 
 
-def copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy of `tensor` in anonymous memory advised for huge pages and starting
-    on a 2 MiB boundary (the map is one huge page longer than the data to allow for that)."""
-    region = mmap.mmap(-1, tensor.nbytes + SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+def empty(shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized contiguous tensor in anonymous memory advised for huge pages and
+    starting on a 2 MiB boundary (the map is one huge page longer to allow for that)."""
+    nbytes = shape.numel() * dtype.itemsize
+    region = mmap.mmap(-1, nbytes + SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     region.madvise(mmap.MADV_HUGEPAGE)
     skip = -address(region) % SIZE
-    moved = torch.frombuffer(region, dtype=torch.uint8, count=tensor.nbytes, offset=skip)
-    moved = moved.view(tensor.dtype).view(tensor.shape)
-    moved.copy_(tensor)
-    return moved
+    flat = torch.frombuffer(region, dtype=torch.uint8, count=nbytes, offset=skip)
+    return flat.view(dtype).view(shape)
 
 
 def address(region: mmap.mmap) -> int:

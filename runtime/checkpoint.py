@@ -1,8 +1,8 @@
 """Checkpoint folders on disk: layout detection, lazy (mmap) tensor access, validation.
 
 Tensors are views into a private memory map of each safetensors file, so nothing is read
-until it is used and the packed experts never need a second copy in RAM: a view that is
-copied elsewhere (into huge pages, to a GPU) gives its pages back with `release`.
+until it is used and the packed experts never need a second copy in RAM: the loader gives
+back (`release`) the pages of views it has copied (into huge pages, or fused q/k/v).
 """
 
 from __future__ import annotations

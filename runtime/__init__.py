@@ -53,8 +53,8 @@ def load_model(
     steps under torch.compile with a static cache of `max_context` positions. On the CPU,
     `expert_cache_gb` keeps recently unpacked experts: default 0 when the C++ kernels build
     (they read packed experts directly), else 2. Also on the CPU, `huge_pages` copies the
-    weights read every token into 2 MiB pages where Linux offers them: decode ~5% faster,
-    at a load-time copy (runtime.huge_pages).
+    weights read every token into 2 MiB pages where Linux offers them and memory allows:
+    decode ~5% faster, at a load-time copy (runtime.huge_pages).
     """
     import torch
 
@@ -83,7 +83,7 @@ def load_model(
 
         expert_cache_gb = 2.0 if device.type == "cpu" and not kernels.available() else 0.0
     model = LocalModel(
-        build(checkpoint, dtype, device, huge_pages=huge_pages),
+        build(checkpoint, dtype, device, huge=huge_pages),
         static=device.type == "cuda",
         compile=compile,
         max_context=max_context,

@@ -29,6 +29,27 @@ def enabled() -> bool:
     return "[never]" not in setting and hasattr(mmap, "MADV_HUGEPAGE")
 
 
+def available_memory() -> int | None:
+    """What Linux says new allocations can still get without swapping (MemAvailable), in
+    bytes; None where unknown."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def room_for(nbytes: int) -> bool:
+    """Whether copies of `nbytes` leave a margin. Copies are anonymous memory, which the
+    kernel cannot drop as it drops a file's pages, so a model that barely fits is better
+    left as views of its files: slower, but it runs."""
+    available = available_memory()
+    return available is None or nbytes <= 0.8 * available
+
+
 def worth_moving(tensor: torch.Tensor) -> bool:
     """A CPU tensor of at least one huge page, when huge pages are on."""
     return tensor.device.type == "cpu" and tensor.nbytes >= SIZE and enabled()

@@ -8,6 +8,8 @@ rest stay views of the file.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from runtime import huge_pages
@@ -15,6 +17,8 @@ from runtime.checkpoint import Checkpoint, CheckpointError
 from runtime.config import ModelConfig
 from runtime.model import Attention, Block, RMSNorm, Transformer
 from runtime.moe import MoE
+
+logger = logging.getLogger(__name__)
 
 # Our names (the original layout's) -> transformers' names, per block.
 HF_BLOCK_NAMES = {
@@ -152,10 +156,24 @@ class _Reader:
 
 
 def build(
-    checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device, *, huge_pages: bool = False
+    checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device, *, huge: bool = False
 ) -> Transformer:
+    """The model; with `huge`, on the CPU, its streamed weights copied into huge pages when
+    the checkpoint's files fit in memory with a margin (else they stay views, and a log line
+    says why)."""
     config = checkpoint.config
-    read = _Reader(checkpoint, dtype, device, huge_pages)
+    if huge and device.type == "cpu" and isinstance(checkpoint, Checkpoint):
+        size = sum(file.stat().st_size for file in checkpoint.files)
+        if not huge_pages.room_for(size):
+            logger.info(
+                "weights stay views of %s: copying %.1f GB into huge pages would leave too "
+                "little of the %.1f GB of memory available",
+                checkpoint.path,
+                size / 1e9,
+                (huge_pages.available_memory() or 0) / 1e9,
+            )
+            huge = False
+    read = _Reader(checkpoint, dtype, device, huge)
 
     def linear(prefix: str, dtype: torch.dtype = dtype) -> torch.nn.Linear:
         layer = torch.nn.Linear(1, 1, device="meta")

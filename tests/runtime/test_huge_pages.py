@@ -61,3 +61,15 @@ def test_huge_pages_leave_every_logit_unchanged(mini):
     moved = load_model(mini).logits(tokens)
     viewed = load_model(mini, huge_pages=False).logits(tokens)
     assert torch.equal(moved, viewed)
+
+
+def test_a_checkpoint_that_barely_fits_in_memory_stays_as_views(mini, monkeypatch, caplog):
+    """Copies cannot be dropped under memory pressure as the file's pages can: with 1 MiB
+    said to be available, the unembedding stays in the file's mapping."""
+    monkeypatch.setattr(huge_pages, "available_memory", lambda: 1 << 20)
+    with caplog.at_level("INFO", logger="runtime.load"):
+        model = load_model(mini)
+    address = model.transformer.unembedding.data_ptr()
+    (path,) = [path for start, end, path, _ in smaps() if start <= address < end]
+    assert path.startswith(str(mini)) and path.endswith(".safetensors")
+    assert "weights stay views" in caplog.text

@@ -50,11 +50,6 @@ def room_for(nbytes: int) -> bool:
     return available is None or nbytes <= 0.8 * available
 
 
-def worth_moving(tensor: torch.Tensor) -> bool:
-    """A CPU tensor of at least one huge page, when huge pages are on."""
-    return tensor.device.type == "cpu" and tensor.nbytes >= SIZE and enabled()
-
-
 def empty(shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """An uninitialized contiguous tensor in anonymous memory advised for huge pages and
     starting on a 2 MiB boundary (the map is one huge page longer to allow for that)."""

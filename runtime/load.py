@@ -141,7 +141,7 @@ class _Reader:
     def streamed(self, tensor: torch.Tensor) -> torch.Tensor:
         """A weight the kernels read whole every token: on the CPU, moved into huge pages
         (see `runtime.huge_pages`), the file's pages under it given back."""
-        if not (self.huge and huge_pages.worth_moving(tensor)):
+        if not self.huge or tensor.nbytes < huge_pages.SIZE:
             return tensor
         moved = huge_pages.empty(tensor.shape, tensor.dtype)
         # In slices, each one's file pages given back once copied: the process never holds
@@ -158,11 +158,12 @@ class _Reader:
 def build(
     checkpoint: Checkpoint, dtype: torch.dtype, device: torch.device, *, huge: bool = False
 ) -> Transformer:
-    """The model; with `huge`, on the CPU, its streamed weights copied into huge pages when
-    the checkpoint's files fit in memory with a margin (else they stay views, and a log line
-    says why)."""
+    """The model; with `huge`, on the CPU, its streamed weights copied into huge pages where
+    Linux offers them and the checkpoint's files fit in memory with a margin (else they stay
+    views, and a log line says why)."""
     config = checkpoint.config
-    if huge and device.type == "cpu" and isinstance(checkpoint, Checkpoint):
+    huge = huge and device.type == "cpu" and huge_pages.enabled()
+    if huge and isinstance(checkpoint, Checkpoint):
         size = sum(file.stat().st_size for file in checkpoint.files)
         if not huge_pages.room_for(size):
             logger.info(

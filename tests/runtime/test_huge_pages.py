@@ -10,7 +10,7 @@ from runtime import huge_pages, load_model
 from runtime.testing import write_random_checkpoint
 
 needs_huge_pages = pytest.mark.skipif(
-    not huge_pages.enabled(), reason="this Linux kernel has transparent huge pages off"
+    not huge_pages.enabled(), reason="needs Linux transparent huge pages (off or missing here)"
 )
 
 

@@ -107,6 +107,22 @@ class Attention(torch.nn.Module):
         self.kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.window = config.sliding_window if config.is_sliding(layer) else None
+        self._kernel_weights: object | None = None
+
+    def kernel_weights(self) -> object:
+        """This half's weights as the CPU kernels take them, gathered on first use (the same
+        tensors, not copies: in-place updates show through, replaced parameters do not)."""
+        if self._kernel_weights is None:
+            self._kernel_weights = kernels.attention_weights(
+                self.norm.scale,
+                self.norm.eps,
+                (self.qkv.weight, self.qkv.bias),
+                (self.heads, self.kv_heads, self.head_dim),
+                self.sinks,
+                self.window,
+                (self.out.weight, self.out.bias),
+            )
+        return self._kernel_weights
 
     def forward(
         self,
@@ -124,19 +140,8 @@ class Attention(torch.nn.Module):
             and x.dtype == torch.float32
             and kernels.serve(x)
         ):
-            return kernels.attention_block(
-                x,
-                self.norm.scale,
-                self.norm.eps,
-                (self.qkv.weight, self.qkv.bias),
-                rope,
-                (self.heads, self.kv_heads, d),
-                (cache.k, cache.v, cache.pos, cache.ring),
-                positions,
-                self.sinks,
-                self.window,
-                (self.out.weight, self.out.bias),
-            )
+            cached = (cache.k, cache.v, cache.pos, cache.ring)
+            return kernels.attention_block(x, self.kernel_weights(), rope, cached, positions)
         qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
         fused = qkv.dtype == torch.float32 and kernels.serve(qkv)
         if fused:  # q's heads, then k's, rotated in place in one call
@@ -252,6 +257,27 @@ class Transformer(torch.nn.Module):
         if kernels.serve(x):
             x = x.float()
         rope = self.rotary(positions, x.dtype)
+        if caches is not None and self._decodes_in_one_call(x, caches):
+            return kernels.decode_blocks(
+                x,
+                [block.attn.kernel_weights() for block in self.blocks],
+                [block.mlp.kernel_weights() for block in self.blocks],
+                rope,
+                [(cache.k, cache.v, cache.pos, cache.ring) for cache in caches],
+                positions,
+            )
         for n, block in enumerate(self.blocks):
             x = block(x, positions, rope, None if caches is None else caches[n], gather)
         return x
+
+    def _decodes_in_one_call(self, x: torch.Tensor, caches: list) -> bool:
+        """One new token on the CPU kernels, every block with its own cache and packed experts:
+        then both halves of every block are fused (see Attention.forward and MoE.forward) and
+        the whole step is one kernel call."""
+        return (
+            x.shape[0] == 1
+            and x.dtype == torch.float32
+            and kernels.serve(x)
+            and all(isinstance(cache, LayerCache) for cache in caches)
+            and all(block.mlp.packed_experts for block in self.blocks)
+        )

@@ -251,44 +251,22 @@ def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int, hea
     _kernels().rope_(x, cos, sin, heads, head_dim)
 
 
-def attention_block(
-    x: torch.Tensor,
+def attention_weights(
     norm_scale: torch.Tensor,
     eps: float,
     qkv: tuple[torch.Tensor, torch.Tensor | None],
-    rope: tuple[torch.Tensor, torch.Tensor],
     shape: tuple[int, int, int],
-    cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool],
-    positions: torch.Tensor,
     sinks: torch.Tensor,
     window: int | None,
     out: tuple[torch.Tensor, torch.Tensor | None],
-) -> torch.Tensor:
-    """x + the attention half of a block for fp32 rows x [T, hidden] at `positions`, in one
-    call: norm, qkv projection (weight, bias), RoPE (cos, sin), the new keys and values
-    stored in the cache (k, v, pos, ring) first, attention over it, output projection.
-    `shape` is (heads, kv_heads, head_dim). Storing first needs T == 1 for a ring."""
-    k, v, pos, ring = cache
-    return _kernels().attention_block(
-        x,
-        norm_scale,
-        eps,
-        *qkv,
-        *rope,
-        *shape,
-        k,
-        v,
-        pos,
-        positions,
-        ring,
-        sinks,
-        window or 0,
-        *out,
-    )
+) -> object:
+    """A block's attention half as the kernels take it: norm, qkv projection (weight, bias),
+    `shape` (heads, kv_heads, head_dim), sinks, window, output projection (weight, bias).
+    It holds the tensors themselves, not copies."""
+    return _kernels().AttentionWeights(norm_scale, eps, *qkv, *shape, sinks, window or 0, *out)
 
 
-def moe_block(
-    x: torch.Tensor,
+def moe_weights(
     norm_scale: torch.Tensor,
     eps: float,
     gate: tuple[torch.Tensor, torch.Tensor | None],
@@ -296,10 +274,49 @@ def moe_block(
     packed: dict[str, torch.Tensor],
     limit: float,
     exact: bool,
+) -> object:
+    """A block's MoE half as the kernels take it: norm, the fp32 router (weight, bias), top-k,
+    the packed experts (see `moe_experts`). It holds the tensors themselves, not copies."""
+    return _kernels().MoeWeights(norm_scale, eps, *gate, top_k, *_packed(packed), limit, exact)
+
+
+LayerCacheTensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]
+
+
+def attention_block(
+    x: torch.Tensor,
+    weights: object,
+    rope: tuple[torch.Tensor, torch.Tensor],
+    cache: LayerCacheTensors,
+    positions: torch.Tensor,
 ) -> torch.Tensor:
-    """x + the MoE half of a block for fp32 rows x [T, hidden], in one call: norm, the fp32
-    router (weight, bias), top-k and softmax, then `moe_experts`."""
-    return _kernels().moe_block(x, norm_scale, eps, *gate, top_k, *_packed(packed), limit, exact)
+    """x + the attention half of a block (`attention_weights`) for fp32 rows x [T, hidden] at
+    `positions`, in one call: norm, qkv projection, RoPE (cos, sin), the new keys and values
+    stored in the cache (k, v, pos, ring) first, attention over it, output projection.
+    Storing first needs T == 1 for a ring."""
+    return _kernels().attention_block(x, weights, *rope, *cache, positions)
+
+
+def moe_block(x: torch.Tensor, weights: object) -> torch.Tensor:
+    """x + the MoE half of a block (`moe_weights`) for fp32 rows x [T, hidden], in one call:
+    norm, the fp32 router, top-k and softmax, then `moe_experts`."""
+    return _kernels().moe_block(x, weights)
+
+
+def decode_blocks(
+    x: torch.Tensor,
+    attention: list[object],
+    moe: list[object],
+    rope: tuple[torch.Tensor, torch.Tensor],
+    caches: list[LayerCacheTensors],
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """One new token x [1, hidden] through every block in one call: per block its
+    `attention_weights`, `moe_weights` and cache, as `attention_block` and `moe_block` take
+    them."""
+    flat = [tensor for k, v, pos, _ in caches for tensor in (k, v, pos)]
+    rings = [ring for *_, ring in caches]
+    return _kernels().decode_blocks(x, attention, moe, *rope, flat, rings, positions)
 
 
 def _packed(packed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -78,21 +78,39 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, doubl
 void rope_(torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, int64_t heads,
            int64_t d);
 
-torch::Tensor attention_block(const torch::Tensor& x, const torch::Tensor& norm_scale,
-                              double eps, const torch::Tensor& qkv_weight,
-                              const c10::optional<torch::Tensor>& qkv_bias,
-                              const torch::Tensor& cos, const torch::Tensor& sin, int64_t heads,
-                              int64_t kv_heads, int64_t head_dim, torch::Tensor& cache_k,
-                              torch::Tensor& cache_v, torch::Tensor& cache_pos,
-                              const torch::Tensor& positions, bool ring,
-                              const torch::Tensor& sinks, int64_t window,
-                              const torch::Tensor& out_weight,
-                              const c10::optional<torch::Tensor>& out_bias);
+// One block's attention half: what attention_block needs besides the activations and cache.
+struct AttentionWeights {
+  torch::Tensor norm_scale;
+  double eps;
+  torch::Tensor qkv_weight;
+  c10::optional<torch::Tensor> qkv_bias;
+  int64_t heads, kv_heads, head_dim;
+  torch::Tensor sinks;
+  int64_t window;  // 0: full context
+  torch::Tensor out_weight;
+  c10::optional<torch::Tensor> out_bias;
+};
 
-torch::Tensor moe_block(const torch::Tensor& x, const torch::Tensor& norm_scale, double eps,
-                        const torch::Tensor& gate_weight,
-                        const c10::optional<torch::Tensor>& gate_bias, int64_t top_k,
-                        const torch::Tensor& mlp1_blocks, const torch::Tensor& mlp1_scales,
-                        const torch::Tensor& mlp1_bias, const torch::Tensor& mlp2_blocks,
-                        const torch::Tensor& mlp2_scales, const torch::Tensor& mlp2_bias,
-                        double limit, bool exact);
+// One block's MoE half: norm, fp32 router and the packed experts of all E experts.
+struct MoeWeights {
+  torch::Tensor norm_scale;
+  double eps;
+  torch::Tensor gate_weight;
+  c10::optional<torch::Tensor> gate_bias;
+  int64_t top_k;
+  torch::Tensor mlp1_blocks, mlp1_scales, mlp1_bias, mlp2_blocks, mlp2_scales, mlp2_bias;
+  double limit;
+  bool exact;  // fp32 activations into the experts (else int8 per block of 32)
+};
+
+torch::Tensor attention_block(const torch::Tensor& x, const AttentionWeights& w,
+                              const torch::Tensor& cos, const torch::Tensor& sin,
+                              torch::Tensor& cache_k, torch::Tensor& cache_v,
+                              torch::Tensor& cache_pos, bool ring, const torch::Tensor& positions);
+
+torch::Tensor moe_block(const torch::Tensor& x, const MoeWeights& w);
+
+torch::Tensor decode_blocks(torch::Tensor x, const std::vector<AttentionWeights>& attention,
+                            const std::vector<MoeWeights>& moe, const torch::Tensor& cos,
+                            const torch::Tensor& sin, std::vector<torch::Tensor> caches,
+                            const std::vector<bool>& rings, const torch::Tensor& positions);

@@ -535,4 +535,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rope_", &rope_, "Half-split RoPE in place on fp32 heads (CPU)");
   m.def("attention_block", &attention_block, "x + attention half of a block, cache updated (CPU)");
   m.def("moe_block", &moe_block, "x + MoE half of a block: norm, router, experts (CPU)");
+  m.def("decode_blocks", &decode_blocks, "One new token through every block (CPU)");
+  py::class_<AttentionWeights>(m, "AttentionWeights")
+      .def(py::init<torch::Tensor, double, torch::Tensor, c10::optional<torch::Tensor>, int64_t,
+                    int64_t, int64_t, torch::Tensor, int64_t, torch::Tensor,
+                    c10::optional<torch::Tensor>>(),
+           py::arg("norm_scale"), py::arg("eps"), py::arg("qkv_weight"), py::arg("qkv_bias"),
+           py::arg("heads"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("sinks"),
+           py::arg("window"), py::arg("out_weight"), py::arg("out_bias"));
+  py::class_<MoeWeights>(m, "MoeWeights")
+      .def(py::init<torch::Tensor, double, torch::Tensor, c10::optional<torch::Tensor>, int64_t,
+                    torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor,
+                    torch::Tensor, double, bool>(),
+           py::arg("norm_scale"), py::arg("eps"), py::arg("gate_weight"), py::arg("gate_bias"),
+           py::arg("top_k"), py::arg("mlp1_blocks"), py::arg("mlp1_scales"),
+           py::arg("mlp1_bias"), py::arg("mlp2_blocks"), py::arg("mlp2_scales"),
+           py::arg("mlp2_bias"), py::arg("limit"), py::arg("exact"));
 }

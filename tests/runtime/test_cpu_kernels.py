@@ -242,16 +242,17 @@ def cached_steps(model, tokens: list[int], decode: int) -> torch.Tensor:
 
 
 @needs_kernel
-def test_cached_steps_run_each_block_half_as_one_kernel_call_like_the_pytorch_path(
+def test_cached_steps_run_fused_blocks_and_one_call_per_decode_step_like_the_pytorch_path(
     tiny_original, monkeypatch
 ):
-    """Chunked prefill (a ring layer's chunk of several tokens is the one case left to the
-    separate calls) and decode past the sliding window: the fp32 logits of every step are
-    the PyTorch path's."""
+    """Chunked prefill runs each block half as one kernel call (a ring layer's chunk of
+    several tokens is the one case left to the separate calls), each decode step past the
+    sliding window is a single call for all blocks: the fp32 logits of every step are the
+    PyTorch path's."""
     model = load_model(tiny_original, dtype=torch.float32)
     model.prefill_chunk = 7
     calls = Counter()
-    for name in ("attention_block", "moe_block"):
+    for name in ("attention_block", "moe_block", "decode_blocks"):
         real = getattr(kernels, name)
         monkeypatch.setattr(
             kernels, name, lambda *a, real=real, name=name: calls.update([name]) or real(*a)
@@ -262,8 +263,9 @@ def test_cached_steps_run_each_block_half_as_one_kernel_call_like_the_pytorch_pa
     sliding = sum(model.config.is_sliding(n) for n in range(layers))
     chunks = math.ceil(len(tokens) / 7)
     assert calls == {
-        "attention_block": (layers - sliding) * chunks + layers * decode,
-        "moe_block": layers * (chunks + decode),
+        "attention_block": (layers - sliding) * chunks,
+        "moe_block": layers * chunks,
+        "decode_blocks": decode,
     }
     monkeypatch.setattr(kernels, "available", lambda: False)
     model.reset()

@@ -59,8 +59,11 @@ inline float hsum(__m256 v) {
 
 }  // namespace oss_agent
 
+// x @ weight.T + bias, plus `residual` [T, R] when given (the block's skip connection,
+// added as each output is written instead of in a pass of its own).
 torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
-                          const c10::optional<torch::Tensor>& bias);
+                          const c10::optional<torch::Tensor>& bias,
+                          const c10::optional<torch::Tensor>& residual = c10::nullopt);
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
                         const torch::Tensor& values, const torch::Tensor& key_pos,
@@ -71,7 +74,8 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
                           const torch::Tensor& weights, const torch::Tensor& mlp1_blocks,
                           const torch::Tensor& mlp1_scales, const torch::Tensor& mlp1_bias,
                           const torch::Tensor& mlp2_blocks, const torch::Tensor& mlp2_scales,
-                          const torch::Tensor& mlp2_bias, double limit, bool exact);
+                          const torch::Tensor& mlp2_bias, double limit, bool exact,
+                          const c10::optional<torch::Tensor>& residual = c10::nullopt);
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, double eps);
 

@@ -81,9 +81,11 @@ void tile(const float* const* x, const uint16_t* const* w, int64_t K, float out[
 
 }  // namespace
 
-// y [T, R] fp32 = x [T, K] @ weight [R, K] (bf16).T + bias (bf16, optional).
+// y [T, R] fp32 = x [T, K] @ weight [R, K] (bf16).T + bias (bf16, optional) + residual
+// (fp32 [T, R], optional).
 torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
-                          const c10::optional<torch::Tensor>& bias) {
+                          const c10::optional<torch::Tensor>& bias,
+                          const c10::optional<torch::Tensor>& residual) {
   TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1),
               "linear_bf16: expected x [T, K] and weight [R, K], got ", x.sizes(), " and ",
               weight.sizes());
@@ -95,6 +97,12 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
     b = oss_agent::fp32_or_bf16(*bias);
     TORCH_CHECK(b.numel() == R, "linear_bf16: bias has ", b.numel(), " values, not ", R);
   }
+  torch::Tensor res;
+  if (residual.has_value()) {
+    res = residual->contiguous();
+    TORCH_CHECK(res.scalar_type() == torch::kFloat && res.numel() == T * R,
+                "linear_bf16: the residual must be fp32 [T, R]");
+  }
   std::vector<float> split(T * K);
   for (int64_t t = 0; t < T; ++t)
     split_even_odd(xf.data_ptr<float>() + t * K, K, split.data() + t * K);
@@ -104,6 +112,7 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
   const std::optional<oss_agent::Floats> bp =
       b.defined() ? std::optional<oss_agent::Floats>(b) : std::nullopt;
   float* yp = y.data_ptr<float>();
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
   const int64_t tiles = (R + kRows - 1) / kRows;
   // Dynamic: on a busy machine a thread that loses its core leaves its tiles to the others.
 #pragma omp parallel for schedule(dynamic, 8) num_threads(at::get_num_threads()) \
@@ -121,8 +130,10 @@ torch::Tensor linear_bf16(const torch::Tensor& x, const torch::Tensor& weight,
         tile<1>(xs, rows, K, out);
       }
       for (int dt = 0; dt < 2 && t + dt < T; ++dt)
-        for (int r = 0; r < kRows && r0 + r < R; ++r)
-          yp[(t + dt) * R + r0 + r] = out[dt][r] + (bp ? (*bp)[r0 + r] : 0.0f);
+        for (int r = 0; r < kRows && r0 + r < R; ++r) {
+          const int64_t at = (t + dt) * R + r0 + r;
+          yp[at] = out[dt][r] + (bp ? (*bp)[r0 + r] : 0.0f) + (rp ? rp[at] : 0.0f);
+        }
     }
   }
   return y;

@@ -398,13 +398,15 @@ void expert_rows(const uint8_t* blocks, const uint8_t* scales, const oss_agent::
 }  // namespace
 
 // x [T, H] fp32 -> sum over each token's k experts of weight * mlp2(swiglu(mlp1(x))), [T, H]
-// fp32. experts/weights [T, k]; blocks/scales/biases for all E experts, as in the checkpoint.
-// `exact` keeps activations in fp32; otherwise they are quantized to int8 per block of 32.
+// fp32, plus `residual` [T, H] when given. experts/weights [T, k]; blocks/scales/biases for
+// all E experts, as in the checkpoint. `exact` keeps activations in fp32; otherwise they are
+// quantized to int8 per block of 32.
 torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
                           const torch::Tensor& weights, const torch::Tensor& mlp1_blocks,
                           const torch::Tensor& mlp1_scales, const torch::Tensor& mlp1_bias,
                           const torch::Tensor& mlp2_blocks, const torch::Tensor& mlp2_scales,
-                          const torch::Tensor& mlp2_bias, double limit, bool exact) {
+                          const torch::Tensor& mlp2_bias, double limit, bool exact,
+                          const c10::optional<torch::Tensor>& residual) {
   TORCH_CHECK(x.dim() == 2 && experts.dim() == 2 && weights.sizes() == experts.sizes() &&
                   experts.size(0) == x.size(0),
               "moe_experts: expected x [T, H] and experts, weights [T, k]");
@@ -428,6 +430,13 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
   const torch::Tensor b2 = oss_agent::fp32_or_bf16(mlp2_bias);
   const int64_t* exp = ex.data_ptr<int64_t>();
   const oss_agent::Floats bias1(b1), bias2(b2);
+  torch::Tensor res;
+  if (residual.has_value()) {
+    res = residual->contiguous();
+    TORCH_CHECK(res.scalar_type() == torch::kFloat && res.sizes() == x.sizes(),
+                "moe_experts: the residual must be fp32 [T, H]");
+  }
+  const float* rp = res.defined() ? res.data_ptr<float>() : nullptr;
 
   // Assignments (token, slot) grouped by expert: the rows each expert multiplies.
   const int64_t A = T * k;
@@ -476,7 +485,11 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
     for (int64_t t = 0; t < T; ++t) in1.set(t, xp + t * H);
   auto combine = [&](int64_t t) {
     float* o = op + t * H;
-    std::fill(o, o + H, 0.0f);
+    if (rp) {
+      std::copy(rp + t * H, rp + (t + 1) * H, o);
+    } else {
+      std::fill(o, o + H, 0.0f);
+    }
     for (int64_t s = 0; s < k; ++s) {
       const float w = wp[t * k + s];
       const float* ys = y.data() + slot_of[t * k + s] * R2;
@@ -528,22 +541,27 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mxfp4_linear", &mxfp4_linear, "Fused MXFP4 dequantize + linear (CPU)");
-  m.def("moe_experts", &moe_experts, "A whole MoE layer's experts from packed MXFP4 (CPU)");
-  m.def("linear_bf16", &linear_bf16, "bf16 weights x fp32 activations -> fp32 (CPU)");
+  m.def("moe_experts", &moe_experts, "A whole MoE layer's experts from packed MXFP4 (CPU)",
+        py::arg("x"), py::arg("experts"), py::arg("weights"), py::arg("mlp1_blocks"),
+        py::arg("mlp1_scales"), py::arg("mlp1_bias"), py::arg("mlp2_blocks"),
+        py::arg("mlp2_scales"), py::arg("mlp2_bias"), py::arg("limit"), py::arg("exact"),
+        py::arg("residual") = py::none());
+  m.def("linear_bf16", &linear_bf16, "bf16 weights x fp32 activations -> fp32 (CPU)",
+        py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("residual") = py::none());
   m.def("attention", &attention, "Grouped-query attention with sinks over cache cells (CPU)");
   m.def("rms_norm", &rms_norm, "RMSNorm of fp32 rows (CPU)");
   m.def("rope_", &rope_, "Half-split RoPE in place on fp32 heads (CPU)");
   m.def("attention_block", &attention_block, "x + attention half of a block, cache updated (CPU)");
   m.def("moe_block", &moe_block, "x + MoE half of a block: norm, router, experts (CPU)");
   m.def("decode_blocks", &decode_blocks, "One new token through every block (CPU)");
-  py::class_<AttentionWeights>(m, "AttentionWeights")
+  py::class_<AttentionWeights>(m, "AttentionWeights", py::module_local())
       .def(py::init<torch::Tensor, double, torch::Tensor, c10::optional<torch::Tensor>, int64_t,
                     int64_t, int64_t, torch::Tensor, int64_t, torch::Tensor,
                     c10::optional<torch::Tensor>>(),
            py::arg("norm_scale"), py::arg("eps"), py::arg("qkv_weight"), py::arg("qkv_bias"),
            py::arg("heads"), py::arg("kv_heads"), py::arg("head_dim"), py::arg("sinks"),
            py::arg("window"), py::arg("out_weight"), py::arg("out_bias"));
-  py::class_<MoeWeights>(m, "MoeWeights")
+  py::class_<MoeWeights>(m, "MoeWeights", py::module_local())
       .def(py::init<torch::Tensor, double, torch::Tensor, c10::optional<torch::Tensor>, int64_t,
                     torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor,
                     torch::Tensor, double, bool>(),

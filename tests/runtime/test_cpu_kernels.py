@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from runtime_helpers import needs_kernel, prompt
 
 from runtime import kernels, load_model
+from runtime.kv_cache import LayerCache
 from runtime.model import rotate
 from runtime.moe import swiglu
 from runtime.mxfp4 import dequantize
@@ -271,6 +272,38 @@ def test_cached_steps_run_fused_blocks_and_one_call_per_decode_step_like_the_pyt
     model.reset()
     reference = cached_steps(model, tokens, decode)
     torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-4 * reference.abs().max())
+
+
+@needs_kernel
+def test_new_keys_and_values_land_in_their_slots_rounded_like_tensor_to(tiny_original):
+    """The fused attention half stores keys and values itself: a bf16 cache holds exactly the
+    fp32 values rounded as Tensor.to rounds them, a ring wraps positions onto its slots, and a
+    position past a full cache's end is refused by name."""
+    model = load_model(tiny_original, dtype=torch.float32)
+    config, attn = model.config, model.transformer.blocks[0].attn
+    x = torch.randn(3, config.hidden_size, generator=torch.Generator().manual_seed(0))
+
+    def store(dtype, positions, ring=False, slots=8):
+        cache = LayerCache(
+            slots, config.num_key_value_heads, config.head_dim, dtype, torch.device("cpu"), ring
+        )
+        positions = torch.tensor(positions)
+        rope = model.transformer.rotary(positions, torch.float32)
+        cached = (cache.k, cache.v, cache.pos, cache.ring)
+        kernels.attention_block(x[: len(positions)], attn.kernel_weights(), rope, cached, positions)
+        return cache
+
+    full, rounded = store(torch.float32, [0, 1, 2]), store(torch.bfloat16, [0, 1, 2])
+    assert full.pos.tolist() == [0, 1, 2, -1, -1, -1, -1, -1]
+    assert torch.equal(rounded.pos, full.pos)
+    assert full.k[:3].abs().sum() > 0 and not full.k[3:].any()
+    assert torch.equal(rounded.k, full.k.to(torch.bfloat16))
+    assert torch.equal(rounded.v, full.v.to(torch.bfloat16))
+    ring = store(torch.float32, [9], ring=True)
+    assert ring.pos.tolist() == [-1, 9, -1, -1, -1, -1, -1, -1]
+    assert ring.k[1].any() and not ring.k[0].any() and not ring.k[2:].any()
+    with pytest.raises(RuntimeError, match="position 8 does not fit a cache of 8 slots"):
+        store(torch.float32, [8])
 
 
 def spin_count_after(code: str, **env: str) -> str:

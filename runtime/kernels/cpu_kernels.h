@@ -55,6 +55,27 @@ inline float hsum(__m128 s) {
 inline float hsum(__m256 v) {
   return hsum(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
 }
+
+// exp(v) for 8 values v <= 0 (a softmax after its max, a sigmoid's smaller side): 2^k e^r,
+// |r| <= ln 2 / 2, e^r by its Taylor series to r^7 (relative error under 1e-8 there, so the
+// result is within float rounding of std::exp). Below -87.3 the result would be subnormal
+// and is 0.
+inline __m256 exp_nonpositive(__m256 v) {
+  const __m256 floor = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504f);
+  const __m256 ln2_hi = _mm256_set1_ps(0.693145752f), ln2_lo = _mm256_set1_ps(1.42860677e-6f);
+  const __m256 kept = _mm256_cmp_ps(v, floor, _CMP_GE_OQ);
+  v = _mm256_max_ps(v, floor);
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, ln2_hi, v);
+  r = _mm256_fnmadd_ps(k, ln2_lo, r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+  const __m256i power =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(kept, _mm256_mul_ps(p, _mm256_castsi256_ps(power)));
+}
 #endif
 
 }  // namespace oss_agent

@@ -197,29 +197,14 @@ inline void add_weighted(const float* __restrict__ rows, const float* weights, i
   }
 }
 
-// exp(x[i] - shift[i]) for n values, where x[i] - shift[i] <= 0 (softmax after its max):
-// 8 at a time as 2^k e^r, |r| <= ln 2 / 2, e^r by its Taylor series to r^7 (relative error
-// under 1e-8 there, so the result is within float rounding of std::exp). Below -87.3 the
-// result would be subnormal and is 0, like a softmax weight that small in fp32.
+// exp(x[i] - shift[i]) for n values, where x[i] - shift[i] <= 0 (softmax after its max).
 void exp_shifted(const float* __restrict__ x, const float* __restrict__ shift, int64_t n,
                  float* __restrict__ out) {
   int64_t i = 0;
 #ifdef __AVX2__
-  const __m256 floor = _mm256_set1_ps(-87.3f), log2e = _mm256_set1_ps(1.44269504f);
-  const __m256 ln2_hi = _mm256_set1_ps(0.693145752f), ln2_lo = _mm256_set1_ps(1.42860677e-6f);
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(shift + i));
-    const __m256 kept = _mm256_cmp_ps(v, floor, _CMP_GE_OQ);
-    const __m256 k = _mm256_round_ps(_mm256_mul_ps(_mm256_max_ps(v, floor), log2e),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, ln2_hi, _mm256_max_ps(v, floor));
-    r = _mm256_fnmadd_ps(k, ln2_lo, r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040);
-    for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
-      p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    const __m256i power = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    _mm256_storeu_ps(out + i, _mm256_and_ps(kept, _mm256_mul_ps(p, _mm256_castsi256_ps(power))));
+    _mm256_storeu_ps(out + i, oss_agent::exp_nonpositive(v));
   }
 #endif
   for (; i < n; ++i) out[i] = std::exp(x[i] - shift[i]);

@@ -372,6 +372,41 @@ void dot(const uint8_t* wb, const uint8_t* ws, int64_t G, const Activations& a,
   }
 }
 
+// gpt-oss's clamped SwiGLU of one row h [2 I] of (gate, linear) pairs into g [I]:
+// gate sigmoid(1.702 gate) (linear + 1), gate <= limit, -limit <= linear <= limit. Vectorized
+// (a scalar exp per element took ~0.1 ms of every 20b MoE layer) with the sigmoid from
+// e = exp(-|z|) <= 1: 1 / (1 + e) for z >= 0, e / (1 + e) below.
+void swiglu(const float* h, int64_t I, float limit, float* g) {
+  constexpr float kAlpha = 1.702f;
+  int64_t i = 0;
+#ifdef __AVX2__
+  const __m256 lim = _mm256_set1_ps(limit), neg_lim = _mm256_set1_ps(-limit);
+  const __m256 one = _mm256_set1_ps(1.0f), alpha = _mm256_set1_ps(kAlpha);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (; i + 8 <= I; i += 8) {
+    const __m256 a = _mm256_loadu_ps(h + 2 * i), b = _mm256_loadu_ps(h + 2 * i + 8);
+    // Even and odd elements, pairs of outputs in the order (0, 1), (4, 5), (2, 3), (6, 7).
+    // The clamps keep a NaN, as std::min and std::max do.
+    const __m256 gate = _mm256_min_ps(lim, _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    const __m256 linear = _mm256_min_ps(
+        lim, _mm256_max_ps(neg_lim, _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))));
+    const __m256 z = _mm256_mul_ps(alpha, gate);
+    const __m256 e = oss_agent::exp_nonpositive(_mm256_or_ps(z, sign));  // exp(-|z|)
+    const __m256 inverse = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    const __m256 sigmoid =
+        _mm256_blendv_ps(_mm256_mul_ps(e, inverse), inverse, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ));
+    const __m256 out = _mm256_mul_ps(_mm256_mul_ps(gate, sigmoid), _mm256_add_ps(linear, one));
+    _mm256_storeu_ps(g + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(out),
+                                                                   _MM_SHUFFLE(3, 1, 2, 0))));
+  }
+#endif
+  for (; i < I; ++i) {
+    const float gate = std::min(h[2 * i], limit);
+    const float linear = std::min(std::max(h[2 * i + 1], -limit), limit);
+    g[i] = gate / (1.0f + std::exp(-kAlpha * gate)) * (linear + 1.0f);
+  }
+}
+
 // out[j, r] = bias[e, r] + W_e[r] . activations[inputs[j]] for the rows of one work item.
 void expert_rows(const uint8_t* blocks, const uint8_t* scales, const oss_agent::Floats& bias,
                  int64_t e, int64_t R, int64_t G, int64_t r0, int64_t r1, const Activations& a,
@@ -515,11 +550,7 @@ torch::Tensor moe_experts(const torch::Tensor& x, const torch::Tensor& experts,
     for (int64_t a = 0; a < A; ++a) {
       const float* h = h1.data() + a * R1;
       float* g = glu.data() + a * I;
-      for (int64_t i = 0; i < I; ++i) {
-        const float gate = std::min(h[2 * i], lim);
-        const float linear = std::min(std::max(h[2 * i + 1], -lim), lim);
-        g[i] = gate / (1.0f + std::exp(-1.702f * gate)) * (linear + 1.0f);
-      }
+      swiglu(h, I, lim, g);
       in2.set(a, g);
     }
 #pragma omp for schedule(dynamic)

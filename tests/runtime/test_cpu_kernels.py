@@ -191,6 +191,27 @@ def test_moe_layer_kernel_matches_expert_by_expert(tokens):
     )
 
 
+@needs_kernel
+def test_moe_swiglu_matches_on_both_sides_of_the_sigmoid_and_past_the_clamps():
+    """Pre-activations from about -100 to 100: the gate's sigmoid is taken from exp(-|z|)
+    on either side of 0, gates above the limit and linears outside +-limit are clamped."""
+    generator = torch.Generator().manual_seed(5)
+    packed = random_experts(4, 96, 64, generator)
+    x = torch.randn(3, 96, generator=generator) * 40
+    experts = torch.tensor([[0, 1], [2, 3], [1, 2]])
+    weights = torch.softmax(torch.randn(3, 2, generator=generator), dim=-1)
+    h = [
+        F.linear(
+            x[t], dequantize(packed["mlp1_blocks"][e], packed["mlp1_scales"][e], torch.float32)
+        )
+        for t, e in [(0, 0), (1, 2)]
+    ]
+    assert min(float(r.min()) for r in h) < -50 and max(float(r.max()) for r in h) > 50
+    expected = reference_moe(x, experts, weights, packed, limit=7.0)
+    exact = kernels.moe_experts(x, experts, weights, packed, 7.0, exact=True)
+    torch.testing.assert_close(exact, expected, rtol=1e-5, atol=1e-5 * expected.abs().max())
+
+
 def int8_per_block(x: torch.Tensor) -> torch.Tensor:
     """x rounded the way the quantized kernel sees it: int8 per block of 32, absmax / 127."""
     blocks = x.view(*x.shape[:-1], -1, 32)

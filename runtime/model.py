@@ -6,7 +6,8 @@ heads, one learned sink logit per head, YaRN RoPE and, on even layers, a sliding
 On the CPU with the C++ kernels (inference, not under torch.compile) activations stay in
 fp32 whatever the weights' dtype: bf16 weights are widened in registers, each half of a
 block runs as a single kernel call when it has a cache to update (attention alone, without
-one), and the router and logits are fp32 everywhere.
+one), a decode step runs all blocks in one call, and the router and logits are fp32
+everywhere.
 """
 
 from __future__ import annotations

@@ -99,8 +99,9 @@ torch::Tensor route(const torch::Tensor& t, const torch::Tensor& weight,
   return logits;
 }
 
-// Each row's k largest logits (largest first; ties: lower expert first) and the softmax over
-// them: experts int64 [T, k], weights fp32 [T, k].
+// Each row's k largest logits (largest first; ties: lower expert first; NaN counts as the
+// largest, as in torch.topk) and the softmax over them: experts int64 [T, k], weights fp32
+// [T, k].
 std::pair<torch::Tensor, torch::Tensor> top_experts(const torch::Tensor& logits, int64_t k) {
   const int64_t T = logits.size(0), E = logits.size(1);
   TORCH_CHECK(k >= 1 && k <= E, "moe_block: top_k ", k, " is not within 1..", E);
@@ -110,8 +111,10 @@ std::pair<torch::Tensor, torch::Tensor> top_experts(const torch::Tensor& logits,
   for (int64_t t = 0; t < T; ++t) {
     const float* l = logits.data_ptr<float>() + t * E;
     for (int64_t e = 0; e < E; ++e) order[e] = e;
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](int64_t a, int64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    auto rank = [&](int64_t e) { return std::isnan(l[e]) ? INFINITY : l[e]; };
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+      return rank(a) > rank(b) || (rank(a) == rank(b) && a < b);
+    });
     int64_t* chosen = experts.data_ptr<int64_t>() + t * k;
     float* w = weights.data_ptr<float>() + t * k;
     float total = 0.0f;

@@ -12,6 +12,7 @@ everywhere.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -108,22 +109,20 @@ class Attention(torch.nn.Module):
         self.kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
         self.window = config.sliding_window if config.is_sliding(layer) else None
-        self._kernel_weights: object | None = None
 
+    @functools.cached_property
     def kernel_weights(self) -> object:
         """This half's weights as the CPU kernels take them, gathered on first use (the same
         tensors, not copies: in-place updates show through, replaced parameters do not)."""
-        if self._kernel_weights is None:
-            self._kernel_weights = kernels.attention_weights(
-                self.norm.scale,
-                self.norm.eps,
-                (self.qkv.weight, self.qkv.bias),
-                (self.heads, self.kv_heads, self.head_dim),
-                self.sinks,
-                self.window,
-                (self.out.weight, self.out.bias),
-            )
-        return self._kernel_weights
+        return kernels.attention_weights(
+            self.norm.scale,
+            self.norm.eps,
+            (self.qkv.weight, self.qkv.bias),
+            (self.heads, self.kv_heads, self.head_dim),
+            self.sinks,
+            self.window,
+            (self.out.weight, self.out.bias),
+        )
 
     def forward(
         self,
@@ -142,7 +141,7 @@ class Attention(torch.nn.Module):
             and kernels.serve(x)
         ):
             cached = (cache.k, cache.v, cache.pos, cache.ring)
-            return kernels.attention_block(x, self.kernel_weights(), rope, cached, positions)
+            return kernels.attention_block(x, self.kernel_weights, rope, cached, positions)
         qkv = project(self.norm(x), self.qkv.weight, self.qkv.bias)
         fused = qkv.dtype == torch.float32 and kernels.serve(qkv)
         if fused:  # q's heads, then k's, rotated in place in one call
@@ -261,8 +260,8 @@ class Transformer(torch.nn.Module):
         if caches is not None and self._decodes_in_one_call(x, caches):
             return kernels.decode_blocks(
                 x,
-                [block.attn.kernel_weights() for block in self.blocks],
-                [block.mlp.kernel_weights() for block in self.blocks],
+                [block.attn.kernel_weights for block in self.blocks],
+                [block.mlp.kernel_weights for block in self.blocks],
                 rope,
                 [(cache.k, cache.v, cache.pos, cache.ring) for cache in caches],
                 positions,

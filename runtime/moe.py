@@ -9,6 +9,7 @@ Elsewhere experts are unpacked per use.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
@@ -77,29 +78,27 @@ class MoE(torch.nn.Module):
         for name, tensor in experts.items():  # kernels.PACKED: blocks and scales (uint8), biases
             self.register_buffer(name, tensor, persistent=False)
         self.cache: ExpertCache | None = None
-        self._kernel_weights: object | None = None
 
+    @functools.cached_property
     def kernel_weights(self) -> object:
         """This half's weights as the CPU kernels take them, gathered on first use (the same
         tensors, not copies: in-place updates show through, replaced buffers do not)."""
-        if self._kernel_weights is None:
-            self._kernel_weights = kernels.moe_weights(
-                self.norm.scale,
-                self.norm.eps,
-                (self.gate.weight, self.gate.bias),
-                self.top_k,
-                {name: getattr(self, name) for name in kernels.PACKED},
-                self.swiglu_limit,
-                exact=self.mlp1_bias.dtype == torch.float32,
-            )
-        return self._kernel_weights
+        return kernels.moe_weights(
+            self.norm.scale,
+            self.norm.eps,
+            (self.gate.weight, self.gate.bias),
+            self.top_k,
+            {name: getattr(self, name) for name in kernels.PACKED},
+            self.swiglu_limit,
+            exact=self.mlp1_bias.dtype == torch.float32,
+        )
 
     def forward(self, x: torch.Tensor, gather: bool = False) -> torch.Tensor:
         """x [T, hidden] -> x + moe(norm(x)). `gather` unpacks the k experts of each token
         with static shapes (decode under torch.compile / CUDA graphs); otherwise each
         expert any token chose is unpacked once."""
         if self.packed_experts and x.dtype == torch.float32 and kernels.serve(x):
-            return kernels.moe_block(x, self.kernel_weights())
+            return kernels.moe_block(x, self.kernel_weights)
         t = self.norm(x)
         # The router in fp32: in bf16 close logits tie and flip which experts run.
         router = self.gate(t.float())  # loaded in fp32

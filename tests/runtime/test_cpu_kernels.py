@@ -311,7 +311,7 @@ def test_new_keys_and_values_land_in_their_slots_rounded_like_tensor_to(tiny_ori
         positions = torch.tensor(positions)
         rope = model.transformer.rotary(positions, torch.float32)
         cached = (cache.k, cache.v, cache.pos, cache.ring)
-        kernels.attention_block(x[: len(positions)], attn.kernel_weights(), rope, cached, positions)
+        kernels.attention_block(x[: len(positions)], attn.kernel_weights, rope, cached, positions)
         return cache
 
     full, rounded = store(torch.float32, [0, 1, 2]), store(torch.bfloat16, [0, 1, 2])

@@ -393,8 +393,8 @@ void swiglu(const float* h, int64_t I, float limit, float* g) {
     const __m256 z = _mm256_mul_ps(alpha, gate);
     const __m256 e = oss_agent::exp_nonpositive(_mm256_or_ps(z, sign));  // exp(-|z|)
     const __m256 inverse = _mm256_div_ps(one, _mm256_add_ps(one, e));
-    const __m256 sigmoid =
-        _mm256_blendv_ps(_mm256_mul_ps(e, inverse), inverse, _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ));
+    const __m256 positive = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ);
+    const __m256 sigmoid = _mm256_blendv_ps(_mm256_mul_ps(e, inverse), inverse, positive);
     const __m256 out = _mm256_mul_ps(_mm256_mul_ps(gate, sigmoid), _mm256_add_ps(linear, one));
     _mm256_storeu_ps(g + i, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(out),
                                                                    _MM_SHUFFLE(3, 1, 2, 0))));
